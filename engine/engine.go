@@ -1,0 +1,336 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/latchkv/latch/wal"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultIdempotencyTTL    = 24 * time.Hour
+	DefaultMaxWaitersPerLock = 100_000
+)
+
+// Config configures an Engine.
+type Config struct {
+	// Dir is the data directory. The log lives in Dir/wal.
+	Dir string
+	// Shards is the number of event loops (default GOMAXPROCS).
+	Shards int
+	// IdempotencyTTL is how long an idempotency id is remembered (default 24h).
+	IdempotencyTTL time.Duration
+	// MaxWaitersPerLock bounds the queue of one lock (default 100,000).
+	MaxWaitersPerLock int
+	// SegmentSize is the WAL segment target size (default 20 MiB).
+	SegmentSize int
+	// OnFatal is called once if storage fails; the engine then acknowledges
+	// nothing more. The server exits non-zero from it.
+	OnFatal func(error)
+	// FaultHook is passed to the WAL, for fault-injection tests.
+	FaultHook func(step string) error
+}
+
+// Engine is latch's state machine. Its methods are safe for concurrent use.
+type Engine struct {
+	cfg        Config
+	log        *wal.Log
+	shards     []*shard
+	nextHandle atomic.Uint64 // the last handle issued or seen in the log
+	draining   atomic.Bool
+	failed     atomic.Bool
+	lockFile   *os.File
+	closeOnce  sync.Once
+	closeErr   error
+	recovered  RecoveryInfo
+}
+
+// RecoveryInfo says what Open found on disk.
+type RecoveryInfo struct {
+	Records    uint64        // log records replayed
+	Namespaces int           // namespaces restored
+	HeldLocks  int           // locks still held after recovery
+	Repair     *wal.Repair   // torn tail cut off, or nil
+	Took       time.Duration // time spent in Open
+}
+
+// Open locks the data directory, replays the log and starts the shard loops.
+func Open(cfg Config) (*Engine, error) {
+	start := time.Now()
+	if cfg.Dir == "" {
+		return nil, errors.New("engine: Config.Dir is required")
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = runtime.GOMAXPROCS(0)
+	}
+	if cfg.IdempotencyTTL <= 0 {
+		cfg.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if cfg.MaxWaitersPerLock <= 0 {
+		cfg.MaxWaitersPerLock = DefaultMaxWaitersPerLock
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	lf, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, lockFile: lf}
+	for i := 0; i < cfg.Shards; i++ {
+		s := newShard(e, i)
+		s.replaying = true
+		e.shards = append(e.shards, s)
+	}
+	var records uint64
+	e.log, err = wal.Open(filepath.Join(cfg.Dir, "wal"), wal.Options{
+		SegmentSize: cfg.SegmentSize,
+		FaultHook:   cfg.FaultHook,
+		OnFail:      e.onStorageFailure,
+		Replay: func(seq uint64, payload []byte) error {
+			records++
+			return e.replayRecord(payload)
+		},
+	})
+	if err != nil {
+		lf.Close()
+		return nil, err
+	}
+	now := nowMs()
+	info := RecoveryInfo{Records: records, Repair: e.log.Repaired()}
+	for _, s := range e.shards {
+		s.finishReplay(now)
+		info.Namespaces += len(s.nss)
+		info.HeldLocks += len(s.deadlines)
+		go s.run()
+	}
+	info.Took = time.Since(start)
+	e.recovered = info
+	return e, nil
+}
+
+// lockDir takes an exclusive flock on Dir/LOCK so two servers never share
+// one data directory.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("engine: data directory %s is in use by another latch process (flock %s/LOCK: %v)", dir, dir, err)
+	}
+	return f, nil
+}
+
+// Recovered reports what Open restored.
+func (e *Engine) Recovered() RecoveryInfo { return e.recovered }
+
+func (e *Engine) replayRecord(payload []byte) error {
+	ns, effs, err := decodeRecord(payload)
+	if err != nil {
+		return err
+	}
+	s := e.shardFor(ns)
+	s.applyEffects(s.namespace(ns), effs)
+	return nil
+}
+
+// observeHandle keeps nextHandle at or above every handle seen (I4).
+func (e *Engine) observeHandle(h uint64) {
+	for {
+		cur := e.nextHandle.Load()
+		if h <= cur || e.nextHandle.CompareAndSwap(cur, h) {
+			return
+		}
+	}
+}
+
+// LastHandle is the highest lock handle issued so far.
+func (e *Engine) LastHandle() uint64 { return e.nextHandle.Load() }
+
+func (e *Engine) onStorageFailure(err error) {
+	e.failed.Store(true)
+	if e.cfg.OnFatal != nil {
+		e.cfg.OnFatal(err)
+	}
+}
+
+func (e *Engine) shardFor(ns string) *shard {
+	h := fnv.New64a()
+	h.Write([]byte(ns))
+	return e.shards[h.Sum64()%uint64(len(e.shards))]
+}
+
+func (e *Engine) admit() error {
+	if e.failed.Load() {
+		return errorf(ErrStorageFailed, "the server's storage failed and it is stopping; nothing more is acknowledged")
+	}
+	return nil
+}
+
+// durable waits for a reply's Ticket, turning a storage failure into
+// ErrStorageFailed (DESIGN I1, I2).
+func durable(t *wal.Ticket) error {
+	if t == nil {
+		return nil
+	}
+	if err := t.Wait(); err != nil {
+		return &Error{Kind: ErrStorageFailed, Msg: "the write could not be made durable (" + err.Error() + "); the server is stopping"}
+	}
+	return nil
+}
+
+// Do runs one atomic request against namespace ns. It returns once the
+// reply is durable. A request that must wait for a lock waits up to
+// req.LockWaitMs; canceling ctx (a disconnect) withdraws it.
+func (e *Engine) Do(ctx context.Context, ns string, req *Request) (*Response, error) {
+	if err := e.admit(); err != nil {
+		return nil, err
+	}
+	s := e.shardFor(ns)
+	op := &doOp{ns: ns, req: req, reply: make(chan result, 1)}
+	select {
+	case s.cmds <- op:
+	case <-ctx.Done():
+		return nil, errorf(ErrCanceled, "request canceled before it ran")
+	case <-s.done:
+		return nil, errorf(ErrShuttingDown, "the server is shutting down")
+	}
+	var waitC <-chan time.Time
+	if req.LockID != "" && req.LockWaitMs > 0 {
+		t := time.NewTimer(time.Duration(req.LockWaitMs) * time.Millisecond)
+		defer t.Stop()
+		waitC = t.C
+	}
+	var r result
+	select {
+	case r = <-op.reply:
+	case <-waitC:
+		if op.cancel() {
+			s.noteGone(goneNote{ns: ns, key: req.LockID, lock: true})
+			return nil, errorf(ErrLockTimeout, "lock %q was not acquired within %d ms", req.LockID, req.LockWaitMs)
+		}
+		r = <-op.reply
+	case <-ctx.Done():
+		if op.cancel() {
+			s.noteGone(goneNote{ns: ns, key: req.LockID, lock: req.LockID != ""})
+			return nil, errorf(ErrCanceled, "request canceled by the caller")
+		}
+		r = <-op.reply
+	case <-s.done:
+		if op.cancel() {
+			return nil, errorf(ErrShuttingDown, "the server is shutting down")
+		}
+		r = <-op.reply
+	}
+	if err := durable(r.ticket); err != nil {
+		return nil, err
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if ctx.Err() != nil && r.resp.Lock != 0 && req.LockID != req.UnlockID {
+		// Granted at the instant the caller went away: nobody holds this
+		// handle, so release it rather than block others until it expires.
+		go e.Do(context.Background(), ns, &Request{UnlockID: req.LockID, Unlock: r.resp.Lock}) //nolint:errcheck
+		return nil, errorf(ErrCanceled, "request canceled by the caller; the lock granted to it was released")
+	}
+	return r.resp, nil
+}
+
+// noteGone tells the loop about a canceled waiter without ever blocking;
+// if the loop is busy, compaction just happens later.
+func (s *shard) noteGone(n goneNote) {
+	select {
+	case s.cmds <- n:
+	default:
+	}
+}
+
+// Watch waits until key's version in ns differs from version, or timeout
+// passes; then it returns the key's current state. The reply is durable.
+func (e *Engine) Watch(ctx context.Context, ns, key string, version uint64, timeout time.Duration) (WatchResult, error) {
+	if err := e.admit(); err != nil {
+		return WatchResult{}, err
+	}
+	s := e.shardFor(ns)
+	op := &watchOp{ns: ns, key: key, version: version, reply: make(chan watchReply, 1)}
+	select {
+	case s.cmds <- op:
+	case <-ctx.Done():
+		return WatchResult{}, errorf(ErrCanceled, "watch canceled before it ran")
+	case <-s.done:
+		return WatchResult{}, errorf(ErrShuttingDown, "the server is shutting down")
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	var r watchReply
+	select {
+	case r = <-op.reply:
+	case <-t.C:
+		if op.cancel() {
+			s.noteGone(goneNote{ns: ns, key: key})
+			resp, err := e.Do(ctx, ns, &Request{KVGet: []string{key}})
+			if err != nil {
+				return WatchResult{}, err
+			}
+			return WatchResult(resp.KV[0]), nil
+		}
+		r = <-op.reply
+	case <-ctx.Done():
+		if op.cancel() {
+			s.noteGone(goneNote{ns: ns, key: key})
+			return WatchResult{}, errorf(ErrCanceled, "watch canceled by the caller")
+		}
+		r = <-op.reply
+	case <-s.done:
+		if op.cancel() {
+			return WatchResult{}, errorf(ErrShuttingDown, "the server is shutting down")
+		}
+		r = <-op.reply
+	}
+	if err := durable(r.ticket); err != nil {
+		return WatchResult{}, err
+	}
+	return r.res, r.err
+}
+
+// Drain fails every parked lock waiter and watcher with ErrShuttingDown and
+// refuses new ones; ordinary requests keep working until Close.
+func (e *Engine) Drain() {
+	e.draining.Store(true)
+	for _, s := range e.shards {
+		c := drainCmd{done: make(chan struct{})}
+		select {
+		case s.cmds <- c:
+			<-c.done
+		case <-s.done:
+		}
+	}
+}
+
+// Close stops the loops, commits and fsyncs what they logged, and closes
+// the log. It returns the storage failure, if there was one.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		e.draining.Store(true)
+		for _, s := range e.shards {
+			close(s.stop)
+			<-s.done
+		}
+		e.closeErr = e.log.Close()
+		e.lockFile.Close()
+	})
+	return e.closeErr
+}

@@ -1,0 +1,328 @@
+package engine
+
+import (
+	"container/heap"
+	"sort"
+	"time"
+
+	"github.com/latchkv/latch/wal"
+)
+
+// shard owns the namespaces that hash to it. Everything below runs on its
+// loop goroutine only, except the channels.
+type shard struct {
+	e    *Engine
+	id   int
+	cmds chan any // *doOp, *watchOp, goneNote, drainCmd
+	stop chan struct{}
+	done chan struct{}
+
+	nss        map[string]*namespace
+	lastTicket *wal.Ticket // covers every state change this shard made
+	deadlines  lockHeap
+	timer      *time.Timer
+	timerAtMs  int64 // deadline the timer is armed for; 0 = not armed
+	idemQueue  []idemEntry
+	buf        []byte
+	replaying  bool
+}
+
+type drainCmd struct{ done chan struct{} }
+
+func newShard(e *Engine, id int) *shard {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &shard{
+		e: e, id: id,
+		cmds:       make(chan any, 1024),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		nss:        make(map[string]*namespace),
+		lastTicket: wal.Durable,
+		timer:      t,
+	}
+}
+
+func nowMs() int64 { return time.Now().UnixMilli() }
+
+func (s *shard) namespace(name string) *namespace {
+	ns := s.nss[name]
+	if ns == nil {
+		ns = newNamespace(name)
+		s.nss[name] = ns
+	}
+	return ns
+}
+
+// run is the event loop: one case per kind of input.
+func (s *shard) run() {
+	defer close(s.done)
+	for {
+		select {
+		case c := <-s.cmds:
+			switch c := c.(type) {
+			case *doOp:
+				s.execute(c, false)
+			case *watchOp:
+				s.watch(c)
+			case goneNote:
+				s.gone(c)
+			case drainCmd:
+				s.drain()
+				close(c.done)
+			}
+		case <-s.timer.C:
+			s.timerAtMs = 0
+			s.fireDeadlines()
+		case <-s.stop:
+			return
+		}
+		s.housekeep()
+	}
+}
+
+// housekeep prunes expired idempotency ids and re-arms the deadline timer.
+func (s *shard) housekeep() {
+	now := nowMs()
+	for len(s.idemQueue) > 0 && s.idemQueue[0].expMs <= now {
+		ie := s.idemQueue[0]
+		if exp, ok := ie.ns.idem[ie.id]; ok && exp == ie.expMs {
+			delete(ie.ns.idem, ie.id)
+		}
+		s.idemQueue[0] = idemEntry{}
+		s.idemQueue = s.idemQueue[1:]
+	}
+	if len(s.deadlines) == 0 {
+		return
+	}
+	if next := s.deadlines[0].deadlineMs; next != s.timerAtMs {
+		s.timer.Reset(time.Duration(next-now) * time.Millisecond)
+		s.timerAtMs = next
+	}
+}
+
+// execute evaluates and applies one request. claimed is true when the
+// caller (grantNext) already took the op from its wait queue.
+func (s *shard) execute(op *doOp, claimed bool) {
+	if !claimed && !op.waiting() {
+		return // the caller gave up before we got to it
+	}
+	ns := s.namespace(op.ns)
+	now := nowMs()
+	req := op.req
+	if !claimed && req.LockID != "" {
+		s.settleLock(ns, req.LockID, now)
+	}
+	ev, out, err := s.evaluate(ns, req, now)
+	switch out {
+	case outPark:
+		if claimed {
+			// grantNext only runs on a free lock; reaching here is a bug.
+			panic("engine: a waiter at the head of a free lock was told to wait")
+		}
+		l := ns.lock(req.LockID)
+		switch {
+		case s.e.draining.Load():
+			err = errorf(ErrShuttingDown, "the server is shutting down; retry against the restarted server")
+		case l.waiters.live() >= s.e.cfg.MaxWaitersPerLock:
+			err = errorf(ErrTooManyWaiters, "lock %q already has %d waiters (the limit, --max-waiters-per-lock)", req.LockID, s.e.cfg.MaxWaitersPerLock)
+		default:
+			l.waiters.push(op)
+			return
+		}
+	case outApply:
+		if !claimed && !op.take() {
+			return
+		}
+		t := s.commit(ns, ev.effs)
+		op.reply <- result{resp: &ev.resp, ticket: t}
+		if ev.unlock != "" {
+			s.settleLock(ns, ev.unlock, now)
+		}
+		return
+	}
+	if claimed || op.take() {
+		op.reply <- result{err: err, ticket: s.lastTicket}
+	}
+}
+
+// commit applies effects, logs them and wakes the key's watchers. The
+// returned Ticket is what every reply about these effects must wait for.
+func (s *shard) commit(ns *namespace, effs []effect) *wal.Ticket {
+	if len(effs) == 0 {
+		return s.lastTicket
+	}
+	s.applyEffects(ns, effs)
+	s.buf = encodeRecord(s.buf[:0], ns.name, effs)
+	t := s.e.log.Append(s.buf)
+	s.lastTicket = t
+	for i := range effs {
+		if k := effs[i].kind; k == effPut || k == effDelete {
+			s.notifyWatchers(ns, effs[i].key, t)
+		}
+	}
+	return t
+}
+
+// settleLock releases a lock whose deadline has passed and, if the lock is
+// free, hands it to the first waiter still waiting.
+func (s *shard) settleLock(ns *namespace, key string, now int64) {
+	l := ns.locks[key]
+	if l == nil {
+		return
+	}
+	if l.handle != 0 && l.deadlineMs <= now {
+		l.handle, l.deadlineMs = 0, 0 // expiry needs no record: replay sees the deadline
+		s.deadlines.untrack(l)
+	}
+	for !l.heldAt(now) {
+		op, ok := l.waiters.pop()
+		if !ok {
+			break
+		}
+		if !op.take() {
+			if l.waiters.dead > 0 {
+				l.waiters.dead--
+			}
+			continue // timed out or disconnected: never granted (I6)
+		}
+		s.execute(op, true)
+	}
+	ns.dropLockIfIdle(key, l, now)
+}
+
+// fireDeadlines expires every lock whose deadline has come.
+func (s *shard) fireDeadlines() {
+	now := nowMs()
+	for len(s.deadlines) > 0 && s.deadlines[0].deadlineMs <= now {
+		l := heap.Pop(&s.deadlines).(*lockState)
+		s.settleLock(l.ns, l.key, now)
+	}
+}
+
+func (s *shard) watch(op *watchOp) {
+	if !op.waiting() {
+		return
+	}
+	ns := s.namespace(op.ns)
+	cur := s.kvValue(ns, nil, op.key)
+	var err error
+	switch {
+	case cur.Version != op.version:
+		if op.take() {
+			op.reply <- watchReply{res: WatchResult(cur), ticket: s.lastTicket}
+		}
+		return
+	case s.e.draining.Load():
+		err = errorf(ErrShuttingDown, "the server is shutting down; retry against the restarted server")
+	default:
+		q := ns.watchers[op.key]
+		if q == nil {
+			q = &waitQueue[*watchOp]{}
+			ns.watchers[op.key] = q
+		}
+		q.push(op)
+		return
+	}
+	if op.take() {
+		op.reply <- watchReply{err: err}
+	}
+}
+
+// notifyWatchers replies to every watcher of key whose version now differs.
+// Replies never block the loop: each watcher's channel has room for one.
+func (s *shard) notifyWatchers(ns *namespace, key string, t *wal.Ticket) {
+	q := ns.watchers[key]
+	if q == nil {
+		return
+	}
+	cur := s.kvValue(ns, nil, key)
+	var keep waitQueue[*watchOp]
+	for {
+		op, ok := q.pop()
+		if !ok {
+			break
+		}
+		if op.version == cur.Version {
+			if op.waiting() {
+				keep.push(op)
+			}
+			continue
+		}
+		if op.take() {
+			op.reply <- watchReply{res: WatchResult(cur), ticket: t}
+		}
+	}
+	if keep.len() > 0 {
+		ns.watchers[key] = &keep
+	} else {
+		delete(ns.watchers, key)
+	}
+}
+
+// gone accounts for a parked caller that gave up.
+func (s *shard) gone(n goneNote) {
+	ns := s.nss[n.ns]
+	if ns == nil {
+		return
+	}
+	if n.lock {
+		if l := ns.locks[n.key]; l != nil {
+			l.waiters.noteCanceled()
+			ns.dropLockIfIdle(n.key, l, nowMs())
+		}
+		return
+	}
+	if q := ns.watchers[n.key]; q != nil {
+		q.noteCanceled()
+		if q.live() == 0 {
+			delete(ns.watchers, n.key)
+		}
+	}
+}
+
+// drain fails every parked waiter and watcher: the server is stopping.
+func (s *shard) drain() {
+	err := errorf(ErrShuttingDown, "the server is shutting down; retry against the restarted server")
+	for _, ns := range s.nss {
+		for _, l := range ns.locks {
+			for op, ok := l.waiters.pop(); ok; op, ok = l.waiters.pop() {
+				if op.take() {
+					op.reply <- result{err: err, ticket: s.lastTicket}
+				}
+			}
+		}
+		for key, q := range ns.watchers {
+			for op, ok := q.pop(); ok; op, ok = q.pop() {
+				if op.take() {
+					op.reply <- watchReply{err: err}
+				}
+			}
+			delete(ns.watchers, key)
+		}
+	}
+}
+
+// finishReplay rebuilds what replay skipped: the deadline heap of held
+// locks and the pruning queue of idempotency ids. Locks whose deadline
+// passed while the server was down are released here (DESIGN I5).
+func (s *shard) finishReplay(now int64) {
+	s.replaying = false
+	for _, ns := range s.nss {
+		for key, l := range ns.locks {
+			if l.heldAt(now) {
+				s.deadlines.track(l)
+			} else {
+				delete(ns.locks, key)
+			}
+		}
+		for id, exp := range ns.idem {
+			if exp <= now {
+				delete(ns.idem, id)
+				continue
+			}
+			s.idemQueue = append(s.idemQueue, idemEntry{ns: ns, id: id, expMs: exp})
+		}
+	}
+	sort.Slice(s.idemQueue, func(i, j int) bool { return s.idemQueue[i].expMs < s.idemQueue[j].expMs })
+}

@@ -1,0 +1,221 @@
+package engine
+
+import (
+	"container/heap"
+	"sync/atomic"
+
+	"github.com/tidwall/btree"
+	"github.com/latchkv/latch/wal"
+)
+
+// kvEntry is a stored value. Values are never mutated in place (tidwall/btree
+// copies items shallowly), only replaced.
+type kvEntry struct {
+	value   []byte
+	version uint64
+}
+
+// lockState is one lock key: its holder (handle 0 = none) and its waiters.
+type lockState struct {
+	ns         *namespace
+	key        string
+	handle     uint64
+	deadlineMs int64
+	heapIdx    int // position in the shard's lockHeap, -1 when not held
+	waiters    waitQueue[*doOp]
+}
+
+func (l *lockState) heldAt(nowMs int64) bool { return l.handle != 0 && l.deadlineMs > nowMs }
+
+// namespace is all state of one {env}. Only its shard's loop touches it.
+type namespace struct {
+	name     string
+	rev      uint64 // bumped by every request that writes KV
+	kv       btree.Map[string, kvEntry]
+	counters btree.Map[string, int64]
+	seqs     btree.Map[string, uint64] // next id to hand out; absent = 1
+	locks    map[string]*lockState
+	idem     map[string]int64 // id -> expiry unix ms
+	watchers map[string]*waitQueue[*watchOp]
+}
+
+func newNamespace(name string) *namespace {
+	return &namespace{
+		name:     name,
+		locks:    make(map[string]*lockState),
+		idem:     make(map[string]int64),
+		watchers: make(map[string]*waitQueue[*watchOp]),
+	}
+}
+
+func (ns *namespace) lock(key string) *lockState {
+	l := ns.locks[key]
+	if l == nil {
+		l = &lockState{ns: ns, key: key, heapIdx: -1}
+		ns.locks[key] = l
+	}
+	return l
+}
+
+// dropLockIfIdle forgets a lock with no holder and no waiters.
+func (ns *namespace) dropLockIfIdle(key string, l *lockState, nowMs int64) {
+	if !l.heldAt(nowMs) && l.waiters.live() == 0 {
+		delete(ns.locks, key)
+	}
+}
+
+// Claim states of a parked caller, shared by the loop and the caller.
+const (
+	stWaiting int32 = iota
+	stTaken         // the loop owns it and will reply
+	stCanceled      // the caller gave up; the loop must skip it
+)
+
+// claim is a compare-and-swap token: exactly one of take and cancel wins.
+type claim struct{ state atomic.Int32 }
+
+func (c *claim) take() bool   { return c.state.CompareAndSwap(stWaiting, stTaken) }
+func (c *claim) cancel() bool { return c.state.CompareAndSwap(stWaiting, stCanceled) }
+func (c *claim) waiting() bool {
+	return c.state.Load() == stWaiting
+}
+
+type claimer interface{ waiting() bool }
+
+// waitQueue is a FIFO of parked callers. Canceled entries are skipped when
+// popped and compacted away once they are the majority, so the heap stays
+// bounded by the live waiters.
+type waitQueue[T claimer] struct {
+	items []T
+	head  int
+	dead  int // canceled entries still in items (approximate)
+}
+
+func (q *waitQueue[T]) push(v T) { q.items = append(q.items, v) }
+
+func (q *waitQueue[T]) len() int { return len(q.items) - q.head }
+
+func (q *waitQueue[T]) live() int {
+	n := q.len() - q.dead
+	if n < 0 {
+		n = 0
+	}
+	return n
+}
+
+// pop removes and returns the oldest entry, waiting or not.
+func (q *waitQueue[T]) pop() (T, bool) {
+	var zero T
+	if q.head >= len(q.items) {
+		return zero, false
+	}
+	v := q.items[q.head]
+	q.items[q.head] = zero
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head, q.dead = q.items[:0], 0, 0
+	} else if q.head > 1024 && q.head > len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	return v, true
+}
+
+// noteCanceled counts one canceled entry and compacts when most are dead.
+func (q *waitQueue[T]) noteCanceled() {
+	q.dead++
+	if q.dead > 64 && q.dead > q.len()/2 {
+		kept := q.items[:0]
+		for _, v := range q.items[q.head:] {
+			if v.waiting() {
+				kept = append(kept, v)
+			}
+		}
+		clear(q.items[len(kept):])
+		q.items, q.head, q.dead = kept, 0, 0
+	}
+}
+
+// doOp is one Request travelling to its shard; parked in a waitQueue while
+// it waits for a lock.
+type doOp struct {
+	claim
+	ns    string
+	req   *Request
+	reply chan result // buffered 1; the loop sends exactly once after take
+}
+
+type result struct {
+	resp   *Response
+	err    error
+	ticket *wal.Ticket
+}
+
+// watchOp is one watch, parked until its key's version differs.
+type watchOp struct {
+	claim
+	ns      string
+	key     string
+	version uint64
+	reply   chan watchReply
+}
+
+type watchReply struct {
+	res    WatchResult
+	err    error
+	ticket *wal.Ticket
+}
+
+// goneNote tells a loop that a parked caller canceled, for compaction.
+type goneNote struct {
+	ns, key string
+	lock    bool
+}
+
+// lockHeap orders held locks by deadline, so one timer per shard fires
+// expiries. A lock is in the heap exactly while it has a holder.
+type lockHeap []*lockState
+
+func (h lockHeap) Len() int           { return len(h) }
+func (h lockHeap) Less(i, j int) bool { return h[i].deadlineMs < h[j].deadlineMs }
+func (h lockHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *lockHeap) Push(x any) {
+	l := x.(*lockState)
+	l.heapIdx = len(*h)
+	*h = append(*h, l)
+}
+func (h *lockHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	l.heapIdx = -1
+	return l
+}
+
+// track puts a held lock in the heap, or moves it after its deadline changed.
+func (h *lockHeap) track(l *lockState) {
+	if l.heapIdx >= 0 {
+		heap.Fix(h, l.heapIdx)
+	} else {
+		heap.Push(h, l)
+	}
+}
+
+// untrack removes a lock that no longer has a holder.
+func (h *lockHeap) untrack(l *lockState) {
+	if l.heapIdx >= 0 {
+		heap.Remove(h, l.heapIdx)
+	}
+}
+
+// idemEntry queues an idempotency id for pruning after it expires.
+type idemEntry struct {
+	ns    *namespace
+	id    string
+	expMs int64
+}

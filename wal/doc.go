@@ -1,0 +1,67 @@
+// Package wal is latch's durable, ordered record log. It sits on
+// github.com/tidwall/wal for segment files and adds what that library lacks:
+// a checksum and sequence number in every record, group commit, a directory
+// fsync when a segment is created, torn-tail repair at open, and fail-stop
+// on any write or fsync error. It knows nothing of commands: a record is an
+// opaque payload.
+//
+// # Record format
+//
+// tidwall/wal stores each entry as uvarint(len(data)) + data, with no
+// checksum. Our data is framed as:
+//
+//	 0        4                12      13
+//	+--------+----------------+-------+------------------+
+//	| crc32c |   seq (u64 LE) | kind  | payload ...      |
+//	+--------+----------------+-------+------------------+
+//	  crc32c (Castagnoli) covers bytes [4:], i.e. seq, kind and payload.
+//
+// seq equals the tidwall/wal index of the entry, so a record that was moved,
+// duplicated or zero-filled is detected. kind is RecordKindV1 today; it
+// gives the format room to change.
+//
+// # What durable means
+//
+// Append queues a framed record and returns a Ticket. A Ticket is done once
+// the batch holding its record has been written and fsynced (and, if the
+// batch opened a new segment file, the directory fsynced too). Nothing may
+// be acknowledged to a client before its Ticket is done without error.
+//
+// # Group commit
+//
+// One committer goroutine takes everything appended since the last batch
+// (across all callers), writes it with one WriteBatch and one fsync, then
+// resolves every Ticket of that batch. While it is in fsync, new records
+// collect in the next batch: no timers, no sleeps; the batch size adapts to
+// load.
+//
+// # Fail stop
+//
+// After any write or fsync error the Log is failed forever: that batch and
+// every later Append resolve with ErrFailed, and OnFail is called once. We
+// never retry on the same tidwall/wal object because its in-memory state has
+// already advanced past what reached disk.
+//
+// # Recovery and crash safety
+//
+// Open scans every segment itself before handing the directory to
+// tidwall/wal:
+//
+//   - A crash during a write can leave the end of the last segment torn: a
+//     partial entry, a partial length prefix, or zeros where the file system
+//     extended the file but data never arrived. Such damage in the last
+//     segment, with no valid later record after it, is a torn tail: the
+//     damaged segment is copied aside as <name>.broken, truncated to its last
+//     valid record, fsynced, and the log opens. Those records were never
+//     acknowledged, because a Ticket resolves only after fsync.
+//   - Damage that is followed by a valid record with a higher sequence
+//     number, damage in any segment but the last, or a record whose
+//     sequence number is not the one expected, is corruption: Open returns a
+//     *CorruptError naming the file and byte offset and refuses to start,
+//     because acknowledged data may be lost.
+//   - A crash while a new segment is being created leaves an empty or
+//     partial last segment; this is a torn tail like any other.
+//
+// tidwall/wal's truncation files (*.START, *.END) are not produced by this
+// package yet; Open refuses a directory holding them rather than guess.
+package wal

@@ -1,0 +1,297 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	twal "github.com/tidwall/wal"
+)
+
+// DefaultSegmentSize is the target size of one segment file.
+const DefaultSegmentSize = 20 << 20
+
+// Options configure a Log. The zero value is usable.
+type Options struct {
+	// SegmentSize is the target size of a segment file (default 20 MiB).
+	SegmentSize int
+	// OnFail is called once, from the committer goroutine, with the first
+	// write or fsync error. The server uses it to stop.
+	OnFail func(error)
+	// FaultHook, if set, is called before each persistence step with
+	// "write", "fsync" or "dirsync"; an error it returns is treated exactly
+	// like a failure of that step. It exists for fault-injection tests.
+	FaultHook func(step string) error
+	// Replay is called for every valid record found at Open, in order. The
+	// payload is only valid during the call.
+	Replay func(seq uint64, payload []byte) error
+}
+
+// Ticket resolves when the batch holding a record is durable, or failed.
+// Many records share one Ticket. It is safe to wait on from any goroutine.
+type Ticket struct {
+	done chan struct{}
+	err  error
+	last uint64 // highest sequence in the batch
+}
+
+// Done is closed once the Ticket is resolved.
+func (t *Ticket) Done() <-chan struct{} { return t.done }
+
+// Err is the outcome; only meaningful after Done is closed.
+func (t *Ticket) Err() error { return t.err }
+
+// Wait blocks until the Ticket resolves and returns its outcome.
+func (t *Ticket) Wait() error { <-t.done; return t.err }
+
+// resolvedTicket returns an already resolved Ticket.
+func resolvedTicket(err error) *Ticket {
+	t := &Ticket{done: make(chan struct{}), err: err}
+	close(t.done)
+	return t
+}
+
+// Durable is a resolved, successful Ticket for state that needs no write.
+var Durable = resolvedTicket(nil)
+
+type batch struct {
+	tb     twal.Batch
+	sizes  []int // framed sizes, to mirror tidwall's segment cycling
+	ticket *Ticket
+}
+
+func newBatch() *batch { return &batch{ticket: &Ticket{done: make(chan struct{})}} }
+
+// Log is an open write-ahead log. Append is safe for concurrent use.
+type Log struct {
+	dir  string
+	opts Options
+	tl   *twal.Log
+
+	mu      sync.Mutex
+	next    uint64 // sequence of the next Append
+	cur     *batch
+	scratch []byte
+	err     error // ErrFailed (wrapped) or ErrClosed once set
+
+	wake     chan struct{}
+	stopped  chan struct{}
+	segBytes int64 // bytes in tidwall's tail segment, mirrored
+	durable  atomic.Uint64
+	repair   *Repair
+	failOnce sync.Once
+}
+
+// Open scans and, where needed, repairs the log in dir, replays it through
+// opts.Replay, and starts the committer.
+func Open(dir string, opts Options) (*Log, error) {
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	replay := opts.Replay
+	if replay == nil {
+		replay = func(uint64, []byte) error { return nil }
+	}
+	res, err := scan(dir, replay)
+	if err != nil {
+		return nil, err
+	}
+	tl, err := twal.Open(dir, &twal.Options{
+		NoSync:      true, // we fsync ourselves, to group-commit and inject faults
+		SegmentSize: opts.SegmentSize,
+		AllowEmpty:  true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wal: opening %s after scan: %w", dir, err)
+	}
+	if last, err := tl.LastIndex(); err != nil || last != res.last {
+		tl.Close()
+		return nil, fmt.Errorf("wal: %s: tidwall/wal sees last record %d, scan saw %d (%v)", dir, last, res.last, err)
+	}
+	// A new log's first segment file was just created: make its name durable.
+	if err := syncDir(dir); err != nil {
+		tl.Close()
+		return nil, err
+	}
+	l := &Log{
+		dir: dir, opts: opts, tl: tl,
+		next:     res.last + 1,
+		cur:      newBatch(),
+		wake:     make(chan struct{}, 1),
+		stopped:  make(chan struct{}),
+		segBytes: res.tailBytes,
+		repair:   res.repair,
+	}
+	l.durable.Store(res.last)
+	go l.commitLoop()
+	return l, nil
+}
+
+// Repaired reports the torn tail Open cut off, or nil.
+func (l *Log) Repaired() *Repair { return l.repair }
+
+// DurableSeq is the highest sequence number known to be on disk.
+func (l *Log) DurableSeq() uint64 { return l.durable.Load() }
+
+// Append queues payload as the next record and returns the Ticket of the
+// batch that will hold it. Records are written in Append order.
+func (l *Log) Append(payload []byte) *Ticket {
+	l.mu.Lock()
+	if l.err != nil {
+		err := l.err
+		l.mu.Unlock()
+		return resolvedTicket(err)
+	}
+	l.scratch = appendFrame(l.scratch[:0], l.next, payload)
+	l.cur.tb.Write(l.next, l.scratch)
+	l.cur.sizes = append(l.cur.sizes, len(l.scratch))
+	l.cur.ticket.last = l.next
+	l.next++
+	t := l.cur.ticket
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return t
+}
+
+// commitLoop is the group-commit loop: block for work, take everything
+// queued, write it once, fsync once, resolve the batch.
+func (l *Log) commitLoop() {
+	defer close(l.stopped)
+	for range l.wake {
+		l.mu.Lock()
+		b := l.cur
+		closing := errors.Is(l.err, ErrClosed)
+		if len(b.sizes) > 0 {
+			l.cur = newBatch()
+		}
+		l.mu.Unlock()
+		if len(b.sizes) > 0 {
+			if err := l.commit(b); err != nil {
+				l.fail(err, b)
+				return
+			}
+			l.durable.Store(b.ticket.last)
+			close(b.ticket.done)
+		}
+		if closing {
+			return
+		}
+	}
+}
+
+func (l *Log) step(name string) error {
+	if l.opts.FaultHook != nil {
+		return l.opts.FaultHook(name)
+	}
+	return nil
+}
+
+func (l *Log) commit(b *batch) error {
+	if err := l.step("write"); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if err := l.tl.WriteBatch(&b.tb); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if err := l.step("fsync"); err != nil {
+		return fmt.Errorf("fsync: %w", err)
+	}
+	if err := l.tl.Sync(); err != nil {
+		return fmt.Errorf("fsync: %w", err)
+	}
+	if l.mirrorSegments(b.sizes) {
+		if err := l.step("dirsync"); err != nil {
+			return fmt.Errorf("directory fsync: %w", err)
+		}
+		if err := syncDir(l.dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mirrorSegments follows tidwall/wal's writeBatch rule for starting a new
+// segment (before the batch if the tail is over size, and after any entry
+// that brings it to size) and reports whether this batch created one, so
+// the new file's directory entry can be fsynced before acknowledging.
+func (l *Log) mirrorSegments(sizes []int) bool {
+	created := false
+	seg := int64(l.opts.SegmentSize)
+	if l.segBytes > seg {
+		l.segBytes, created = 0, true
+	}
+	for _, n := range sizes {
+		l.segBytes += int64(uvarintLen(uint64(n)) + n)
+		if l.segBytes >= seg {
+			l.segBytes, created = 0, true
+		}
+	}
+	return created
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// fail makes the log fail-stop: the failing batch, the queued one and every
+// later Append resolve with ErrFailed; OnFail runs once.
+func (l *Log) fail(cause error, b *batch) {
+	err := fmt.Errorf("%w: %v", ErrFailed, cause)
+	l.mu.Lock()
+	l.err = err
+	queued := l.cur
+	l.cur = newBatch()
+	l.mu.Unlock()
+	for _, t := range []*Ticket{b.ticket, queued.ticket} {
+		t.err = err
+		close(t.done)
+	}
+	l.failOnce.Do(func() {
+		if l.opts.OnFail != nil {
+			l.opts.OnFail(err)
+		}
+	})
+}
+
+// Err returns the error that failed the log, or nil.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if errors.Is(l.err, ErrFailed) {
+		return l.err
+	}
+	return nil
+}
+
+// Close commits everything already appended, then closes the files. Later
+// Appends resolve with ErrClosed. Close returns the log's failure, if any.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = ErrClosed
+	}
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	<-l.stopped
+	cerr := l.tl.Close()
+	if err := l.Err(); err != nil {
+		return err
+	}
+	return cerr
+}

@@ -4,8 +4,8 @@ import (
 	"container/heap"
 	"sync/atomic"
 
-	"github.com/tidwall/btree"
 	"github.com/latchkv/latch/wal"
+	"github.com/tidwall/btree"
 )
 
 // kvEntry is a stored value. Values are never mutated in place (tidwall/btree
@@ -66,9 +66,9 @@ func (ns *namespace) dropLockIfIdle(key string, l *lockState, nowMs int64) {
 
 // Claim states of a parked caller, shared by the loop and the caller.
 const (
-	stWaiting int32 = iota
-	stTaken         // the loop owns it and will reply
-	stCanceled      // the caller gave up; the loop must skip it
+	stWaiting  int32 = iota
+	stTaken          // the loop owns it and will reply
+	stCanceled       // the caller gave up; the loop must skip it
 )
 
 // claim is a compare-and-swap token: exactly one of take and cancel wins.

@@ -1,0 +1,58 @@
+# latch: `make run` serves on the defaults, `make test` runs every test.
+GO            ?= go
+BIN           := bin/latch
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@2026.2.2
+GOBIN         := $(shell $(GO) env GOPATH)/bin
+FUZZTIME      ?= 3s
+FUZZTIME_LONG ?= 2m
+# The fuzz targets, as package:Target.
+FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest ./httpapi:FuzzDecodeWatch ./wal:FuzzDecodeFrame ./wal:FuzzOpenDamagedTail ./engine:FuzzDecodeRecord
+
+.PHONY: all build run test lint vet staticcheck fmt-check unit fuzz-short fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/latch
+
+## run: build and serve on 127.0.0.1:7070 with data in ./latch-data
+run: build
+	./$(BIN) serve
+
+## test: every check CI runs: format, vet, staticcheck, tests under -race, short fuzzing
+test: lint unit fuzz-short
+
+lint: fmt-check vet staticcheck
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	@test -x $(GOBIN)/staticcheck || $(GO) install $(STATICCHECK)
+	$(GOBIN)/staticcheck ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+## fuzz: the same targets for longer (FUZZTIME_LONG each)
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=$(FUZZTIME_LONG)
+
+## bench: engine and WAL micro-benchmarks plus the HTTP comparison runs
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./wal ./engine ./httpapi
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./loadtest
+
+clean:
+	rm -rf bin

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/latchkv/latch/engine"
+	"github.com/latchkv/latch/httpapi"
+)
+
+func serve(args []string) int {
+	fs := flag.NewFlagSet("latch serve", flag.ContinueOnError)
+	lim := httpapi.DefaultLimits()
+	addr := fs.String("addr", "127.0.0.1:7070", "listen address (host:port)")
+	dataDir := fs.String("data-dir", "./latch-data", "data directory (created if missing)")
+	shards := fs.Int("shards", runtime.GOMAXPROCS(0), "number of shard event loops")
+	idemTTL := fs.Duration("idempotency-ttl", engine.DefaultIdempotencyTTL, "how long an idempotency id is remembered")
+	maxWaiters := fs.Int("max-waiters-per-lock", engine.DefaultMaxWaitersPerLock, "waiters allowed on one lock")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
+	fs.Int64Var(&lim.MaxBodyBytes, "max-body-bytes", lim.MaxBodyBytes, "largest request body")
+	fs.IntVar(&lim.MaxOps, "max-ops", lim.MaxOps, "ops allowed in one request")
+	fs.IntVar(&lim.MaxKeyBytes, "max-key-bytes", lim.MaxKeyBytes, "longest key, lock id or idempotency id")
+	fs.DurationVar(&lim.MaxLockDur, "max-lock-dur", lim.MaxLockDur, "longest LockDur")
+	fs.DurationVar(&lim.MaxLockWait, "max-lock-wait", lim.MaxLockWait, "longest LockWait")
+	fs.DurationVar(&lim.MaxWatchTimeout, "max-watch-timeout", lim.MaxWatchTimeout, "longest watch Timeout (longer ones are capped)")
+	fs.DurationVar(&lim.DefaultWatchTimeout, "watch-timeout", lim.DefaultWatchTimeout, "watch Timeout when the request gives none")
+	if err := parseWithEnv(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "latch serve:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	fatal := make(chan error, 1)
+	cfg := engine.Config{
+		Dir: *dataDir, Shards: *shards, IdempotencyTTL: *idemTTL, MaxWaitersPerLock: *maxWaiters,
+		OnFatal: func(err error) {
+			select {
+			case fatal <- err:
+			default:
+			}
+		},
+	}
+	if spec := os.Getenv("LATCH_TEST_FAULT"); spec != "" {
+		hook, err := faultHook(spec)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "latch serve:", err)
+			return 2
+		}
+		cfg.FaultHook = hook
+		log.Warn("fault injection is on (LATCH_TEST_FAULT); this is for tests only", "spec", spec)
+	}
+	eng, err := engine.Open(cfg)
+	if err != nil {
+		log.Error("cannot open the data directory", "dir", *dataDir, "err", err)
+		return 1
+	}
+	rec := eng.Recovered()
+	attrs := []any{"dir", *dataDir, "records", rec.Records, "namespaces", rec.Namespaces, "held_locks", rec.HeldLocks, "last_handle", eng.LastHandle(), "took", rec.Took}
+	if rec.Repair != nil {
+		attrs = append(attrs, "repaired_segment", rec.Repair.Segment, "cut_at_offset", rec.Repair.Offset, "lost_unacknowledged_bytes", rec.Repair.LostBytes, "damaged_copy", rec.Repair.KeptAs)
+	}
+	log.Info("recovered", attrs...)
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Error("cannot listen", "addr", *addr, "err", err)
+		eng.Close()
+		return 1
+	}
+	srv := &http.Server{
+		Handler:           httpapi.New(eng, lim),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	// The address line is parsed by tests and scripts: keep its shape.
+	log.Info("listening", "addr", ln.Addr().String(), "shards", *shards)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down", "signal", sig.String())
+		ctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- srv.Shutdown(ctx) }()
+		eng.Drain() // parked waiters and watchers get 503 shutting_down
+		if err := <-done; err != nil {
+			log.Warn("in-flight requests did not finish in time", "err", err)
+		}
+		if err := eng.Close(); err != nil {
+			log.Error("final fsync failed", "err", err)
+			return 1
+		}
+		log.Info("stopped cleanly")
+		return 0
+	case err := <-fatal:
+		// Fail stop (DESIGN I2): acknowledge nothing more. Pending requests
+		// already got 503 storage_failed; give them a moment to be written.
+		log.Error("storage failed: stopping without acknowledging anything more", "err", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		go eng.Drain()
+		srv.Shutdown(ctx) //nolint:errcheck
+		eng.Close()
+		return 1
+	case err := <-served:
+		log.Error("server stopped", "err", err)
+		eng.Close()
+		return 1
+	}
+}
+
+// faultHook parses LATCH_TEST_FAULT=step:n (step is write, fsync or
+// dirsync): the step fails on its n-th call. Only tests set it.
+func faultHook(spec string) (func(string) error, error) {
+	step, nStr, ok := strings.Cut(spec, ":")
+	n, err := strconv.Atoi(nStr)
+	if !ok || err != nil || n < 1 || (step != "write" && step != "fsync" && step != "dirsync") {
+		return nil, fmt.Errorf("LATCH_TEST_FAULT=%q: want write:N, fsync:N or dirsync:N", spec)
+	}
+	var calls atomic.Int64
+	return func(s string) error {
+		if s == step && calls.Add(1) == int64(n) {
+			return fmt.Errorf("injected %s failure (LATCH_TEST_FAULT)", s)
+		}
+		return nil
+	}, nil
+}

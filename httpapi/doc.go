@@ -1,0 +1,18 @@
+// Package httpapi is latch's HTTP transport: routes, JSON decoding, limits
+// and the mapping of engine errors to HTTP status and stable API codes. It
+// holds no state of its own; everything it does is decode, call the engine,
+// encode.
+//
+// Routes (docs/API.md is the reference):
+//
+//	POST /db/{env}     one atomic request (locks, KV, counters, sequences)
+//	POST /req/{env}    the same handler, for the original Dragon Lock client
+//	POST /watch/{env}  long-poll until a key's version differs
+//
+// Every error body is {"Code": "<stable snake_case>", "Message": "<what to
+// fix>"}; the codes and their statuses are the table in errors.go.
+//
+// A waiter's or watcher's HTTP disconnect cancels the request's context,
+// which withdraws it from the engine's queue (net/http sees the disconnect;
+// fasthttp would not).
+package httpapi

@@ -1,0 +1,112 @@
+package httpapi
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/latchkv/latch/engine"
+)
+
+// Server is the HTTP handler of latch's API.
+type Server struct {
+	eng *engine.Engine
+	lim Limits
+	mux *http.ServeMux
+}
+
+// New returns the API handler over eng.
+func New(eng *engine.Engine, lim Limits) *Server {
+	s := &Server{eng: eng, lim: lim, mux: http.NewServeMux()}
+	s.mux.HandleFunc("/db/{env}", s.post(s.handleDB))
+	s.mux.HandleFunc("/req/{env}", s.post(s.handleDB))
+	s.mux.HandleFunc("/watch/{env}", s.post(s.handleWatch))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{status: http.StatusNotFound, code: CodeNotFound,
+			msg: "no route " + r.Method + " " + r.URL.Path + "; the API is POST /db/{env}, POST /req/{env} and POST /watch/{env}"})
+	})
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, ns string, body []byte) error
+
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// post wraps a handler with what every route shares: the method check,
+// namespace validation, the body size limit and error replies.
+func (s *Server) post(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: CodeMethodNotAllowed,
+				msg: r.Method + " is not allowed on " + r.URL.Path + "; use POST with a JSON body"})
+			return
+		}
+		ns := r.PathValue("env")
+		if err := s.lim.checkNamespace(ns); err != nil {
+			writeError(w, err)
+			return
+		}
+		buf := bodyPool.Get().(*bytes.Buffer)
+		defer bodyPool.Put(buf)
+		buf.Reset()
+		if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.lim.MaxBodyBytes)); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				writeError(w, &apiError{status: http.StatusRequestEntityTooLarge, code: CodeBodyTooLarge,
+					msg: "the body is over " + strconv.FormatInt(s.lim.MaxBodyBytes, 10) + " bytes (--max-body-bytes)"})
+				return
+			}
+			writeError(w, badRequest(CodeBadJSON, "reading the body failed: "+err.Error()))
+			return
+		}
+		if err := h(w, r, ns, buf.Bytes()); err != nil {
+			writeError(w, err)
+		}
+	}
+}
+
+func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ns string, body []byte) error {
+	req, err := s.lim.decodeRequest(body)
+	if err != nil {
+		return err
+	}
+	resp, err := s.eng.Do(r.Context(), ns, req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, appendResponse(make([]byte, 0, 256), resp))
+	return nil
+}
+
+func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, ns string, body []byte) error {
+	wr, err := s.lim.decodeWatch(body)
+	if err != nil {
+		return err
+	}
+	res, err := s.eng.Watch(r.Context(), ns, wr.key, wr.version, wr.timeout)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, appendKV(make([]byte, 0, 128+len(res.Value)), res.Key, res.Value, res.Version))
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(status)
+	body = append(body, '\n')
+	w.Write(body) //nolint:errcheck // the client may be gone; nothing to do
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status, code, msg := classify(err)
+	writeJSON(w, status, appendError(nil, code, msg))
+}

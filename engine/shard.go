@@ -13,7 +13,7 @@ import (
 type shard struct {
 	e    *Engine
 	id   int
-	cmds chan any // *doOp, *watchOp, goneNote, drainCmd
+	cmds chan any // *doOp, *watchOp, goneNote, drainCmd, inspect
 	stop chan struct{}
 	done chan struct{}
 
@@ -28,6 +28,10 @@ type shard struct {
 }
 
 type drainCmd struct{ done chan struct{} }
+
+// inspect runs a function on the loop, where it may read the shard's state
+// safely; for tests and, later, admin views. It must not block.
+type inspect func()
 
 func newShard(e *Engine, id int) *shard {
 	t := time.NewTimer(time.Hour)
@@ -70,6 +74,8 @@ func (s *shard) run() {
 			case drainCmd:
 				s.drain()
 				close(c.done)
+			case inspect:
+				c()
 			}
 		case <-s.timer.C:
 			s.timerAtMs = 0

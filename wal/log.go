@@ -169,11 +169,14 @@ func (l *Log) commitLoop() {
 		l.mu.Lock()
 		b := l.cur
 		closing := errors.Is(l.err, ErrClosed)
-		if len(b.sizes) > 0 {
+		// Decide under the lock: a batch not swapped out here is still
+		// l.cur, and Append keeps adding to it.
+		ready := len(b.sizes) > 0
+		if ready {
 			l.cur = newBatch()
 		}
 		l.mu.Unlock()
-		if len(b.sizes) > 0 {
+		if ready {
 			if err := l.commit(b); err != nil {
 				l.fail(err, b)
 				return

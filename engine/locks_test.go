@@ -1,0 +1,145 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestWaitersNeverGhostGranted has many waiters on one lock give up at
+// random (timeouts and cancellations) while holders hand the lock on. No
+// two holders may overlap, every grant goes to a caller that receives it,
+// and at the end the lock must be free: a waiter that gave up was never
+// granted (DESIGN I6).
+func TestWaitersNeverGhostGranted(t *testing.T) {
+	e := openTest(t, t.TempDir(), 2)
+	var holders atomic.Int32
+	var granted, gaveUp atomic.Int64
+	var lastHandle atomic.Uint64
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 1))
+			for j := 0; j < 5; j++ {
+				ctx, cancel := context.WithCancel(context.Background())
+				if rng.IntN(3) == 0 {
+					time.AfterFunc(time.Duration(rng.IntN(2000))*time.Microsecond, cancel)
+				}
+				resp, err := e.Do(ctx, "ns", &Request{LockID: "L", LockDurMs: 60_000, LockWaitMs: int64(1 + rng.IntN(30))})
+				cancel()
+				if err != nil {
+					if !errors.Is(err, ErrLockTimeout) && !errors.Is(err, ErrCanceled) {
+						t.Errorf("unexpected error: %v", err)
+					}
+					gaveUp.Add(1)
+					continue
+				}
+				if n := holders.Add(1); n != 1 {
+					t.Errorf("%d holders at once", n)
+				}
+				for {
+					prev := lastHandle.Load()
+					if resp.Lock <= prev {
+						t.Errorf("handle %d not above %d", resp.Lock, prev)
+						break
+					}
+					if lastHandle.CompareAndSwap(prev, resp.Lock) {
+						break
+					}
+				}
+				granted.Add(1)
+				holders.Add(-1)
+				if _, err := e.Do(context.Background(), "ns", &Request{UnlockID: "L", Unlock: resp.Lock}); err != nil {
+					t.Errorf("unlock %d: %v", resp.Lock, err)
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	if granted.Load() == 0 || gaveUp.Load() == 0 {
+		t.Fatalf("the test did not exercise both paths: granted %d, gave up %d", granted.Load(), gaveUp.Load())
+	}
+	// The lock must be free now: no canceled waiter holds it.
+	if _, err := e.Do(context.Background(), "ns", &Request{LockID: "L", LockDurMs: 1000}); err != nil {
+		t.Fatalf("lock not free after every caller finished (ghost holder?): %v", err)
+	}
+	t.Logf("granted %d, gave up %d", granted.Load(), gaveUp.Load())
+}
+
+// TestFIFOAndExpiryHandoff parks waiters in a known order behind a lock
+// that expires (no unlock) and checks they are served in arrival order.
+func TestFIFOAndExpiryHandoff(t *testing.T) {
+	e := openTest(t, t.TempDir(), 1)
+	ctx := context.Background()
+	if _, err := e.Do(ctx, "ns", &Request{LockID: "L", LockDurMs: 50}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	type grant struct {
+		waiter int
+		handle uint64
+	}
+	grants := make(chan grant, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := e.Do(ctx, "ns", &Request{LockID: "L", LockDurMs: 1, LockWaitMs: 60_000})
+			if err != nil {
+				t.Errorf("waiter %d: %v", i, err)
+				return
+			}
+			// Each grant expires after 1 ms and hands off to the next.
+			grants <- grant{i, resp.Lock}
+		}(i)
+		waitParked(t, e, "ns", "L", i+1)
+	}
+	wg.Wait()
+	close(grants)
+	// Handles increase in grant order, so sorting by handle gives the order
+	// in which the loop served the waiters.
+	var byHandle []grant
+	for g := range grants {
+		byHandle = append(byHandle, g)
+	}
+	sort.Slice(byHandle, func(i, j int) bool { return byHandle[i].handle < byHandle[j].handle })
+	for want, g := range byHandle {
+		if g.waiter != want {
+			t.Fatalf("waiter %d was served %dth (grants by handle: %+v)", g.waiter, want, byHandle)
+		}
+	}
+	if len(byHandle) != n {
+		t.Fatalf("%d of %d waiters served", len(byHandle), n)
+	}
+}
+
+// waitParked polls (through the loop, so without data races) until key has
+// n live waiters.
+func waitParked(t *testing.T, e *Engine, ns, key string, n int) {
+	t.Helper()
+	s := e.shardFor(ns)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		got := make(chan int, 1)
+		s.cmds <- inspect(func() {
+			l := s.nss[ns].locks[key]
+			if l == nil {
+				got <- 0
+				return
+			}
+			got <- l.waiters.live()
+		})
+		if <-got >= n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("waiter %d never parked", n)
+}

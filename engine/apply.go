@@ -28,7 +28,7 @@ func (s *shard) evaluate(ns *namespace, req *Request, nowMs int64) (*evaluation,
 
 	// 1. Idempotency ids.
 	for _, id := range req.IdempotencyIDs {
-		if exp, ok := ns.idem[id]; ok && exp > nowMs {
+		if exp, ok := ns.idem.Get(id); ok && exp > nowMs {
 			return nil, outFail, errorf(ErrDuplicate, "idempotency id %q was already used in this namespace; the request was not applied again", id)
 		}
 	}
@@ -193,6 +193,7 @@ func (s *shard) applyEffects(ns *namespace, effs []effect) {
 		case effGrant:
 			l := ns.lock(e.key)
 			l.handle, l.deadlineMs = e.num, e.signed
+			ns.held.Set(e.key, heldLock{e.num, e.signed})
 			s.e.observeHandle(e.num)
 			if !s.replaying {
 				s.deadlines.track(l)
@@ -200,10 +201,11 @@ func (s *shard) applyEffects(ns *namespace, effs []effect) {
 		case effRelease:
 			if l := ns.locks[e.key]; l != nil && l.handle == e.num {
 				l.handle, l.deadlineMs = 0, 0
+				ns.held.Delete(e.key)
 				s.deadlines.untrack(l)
 			}
 		case effIdem:
-			ns.idem[e.key] = e.signed
+			ns.idem.Set(e.key, e.signed)
 			if !s.replaying {
 				s.idemQueue = append(s.idemQueue, idemEntry{ns: ns, id: e.key, expMs: e.signed})
 			}

@@ -18,8 +18,11 @@ import (
 
 // Defaults for Config fields left zero.
 const (
-	DefaultIdempotencyTTL    = 24 * time.Hour
-	DefaultMaxWaitersPerLock = 100_000
+	DefaultIdempotencyTTL       = 24 * time.Hour
+	DefaultMaxWaitersPerLock    = 100_000
+	DefaultSnapshotEveryRecords = 500_000
+	DefaultSnapshotEvery        = 15 * time.Minute
+	DefaultSnapshotKeep         = 2
 )
 
 // Config configures an Engine.
@@ -39,6 +42,16 @@ type Config struct {
 	OnFatal func(error)
 	// FaultHook is passed to the WAL, for fault-injection tests.
 	FaultHook func(step string) error
+	// SnapshotEveryRecords takes a snapshot after this many log records
+	// (default 500,000; negative: no automatic snapshots).
+	SnapshotEveryRecords int
+	// SnapshotEvery takes a snapshot this often if anything was written
+	// (default 15 minutes).
+	SnapshotEvery time.Duration
+	// SnapshotKeep is how many snapshots to keep (default 2).
+	SnapshotKeep int
+	// OnSnapshot, if set, is told about every automatic snapshot.
+	OnSnapshot func(SnapshotInfo, error)
 }
 
 // Engine is latch's state machine. Its methods are safe for concurrent use.
@@ -53,15 +66,24 @@ type Engine struct {
 	closeOnce  sync.Once
 	closeErr   error
 	recovered  RecoveryInfo
+
+	snapMu      sync.Mutex // one snapshot at a time; Close waits for it
+	closed      bool       // under snapMu
+	lastSnapCut atomic.Uint64
+	snapStop    chan struct{}
+	snapDone    chan struct{}
 }
 
 // RecoveryInfo says what Open found on disk.
 type RecoveryInfo struct {
-	Records    uint64        // log records replayed
-	Namespaces int           // namespaces restored
-	HeldLocks  int           // locks still held after recovery
-	Repair     *wal.Repair   // torn tail cut off, or nil
-	Took       time.Duration // time spent in Open
+	Snapshot        string        // snapshot restored, or ""
+	SnapshotCut     uint64        // the log sequence it covers
+	BrokenSnapshots []string      // damaged snapshots set aside as *.broken
+	Records         uint64        // log records replayed after the snapshot
+	Namespaces      int           // namespaces restored
+	HeldLocks       int           // locks still held after recovery
+	Repair          *wal.Repair   // torn tail cut off, or nil
+	Took            time.Duration // time spent in Open
 }
 
 // Open locks the data directory, replays the log and starts the shard loops.
@@ -79,6 +101,15 @@ func Open(cfg Config) (*Engine, error) {
 	if cfg.MaxWaitersPerLock <= 0 {
 		cfg.MaxWaitersPerLock = DefaultMaxWaitersPerLock
 	}
+	if cfg.SnapshotEveryRecords == 0 {
+		cfg.SnapshotEveryRecords = DefaultSnapshotEveryRecords
+	}
+	if cfg.SnapshotEvery <= 0 {
+		cfg.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if cfg.SnapshotKeep <= 0 {
+		cfg.SnapshotKeep = DefaultSnapshotKeep
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -86,19 +117,28 @@ func Open(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, lockFile: lf}
+	e := &Engine{cfg: cfg, lockFile: lf, snapStop: make(chan struct{}), snapDone: make(chan struct{})}
 	for i := 0; i < cfg.Shards; i++ {
 		s := newShard(e, i)
 		s.replaying = true
 		e.shards = append(e.shards, s)
 	}
-	var records uint64
+	var info RecoveryInfo
+	cut, err := e.loadSnapshot(&info)
+	if err != nil {
+		lf.Close()
+		return nil, err
+	}
 	e.log, err = wal.Open(filepath.Join(cfg.Dir, "wal"), wal.Options{
 		SegmentSize: cfg.SegmentSize,
 		FaultHook:   cfg.FaultHook,
 		OnFail:      e.onStorageFailure,
+		StartAfter:  cut,
 		Replay: func(seq uint64, payload []byte) error {
-			records++
+			if seq <= cut {
+				return nil // already in the snapshot
+			}
+			info.Records++
 			return e.replayRecord(payload)
 		},
 	})
@@ -106,8 +146,15 @@ func Open(cfg Config) (*Engine, error) {
 		lf.Close()
 		return nil, err
 	}
+	if first := e.log.FirstSeq(); first > cut+1 {
+		e.log.Close()
+		lf.Close()
+		return nil, fmt.Errorf("engine: the log in %s starts at record %d but the newest usable snapshot covers only up to record %d: "+
+			"records in between are missing (restore a snapshot, see docs/OPERATIONS.md)", filepath.Join(cfg.Dir, "wal"), first, cut)
+	}
+	e.lastSnapCut.Store(cut)
 	now := nowMs()
-	info := RecoveryInfo{Records: records, Repair: e.log.Repaired()}
+	info.Repair = e.log.Repaired()
 	for _, s := range e.shards {
 		s.finishReplay(now)
 		info.Namespaces += len(s.nss)
@@ -116,6 +163,11 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	info.Took = time.Since(start)
 	e.recovered = info
+	if cfg.SnapshotEveryRecords > 0 {
+		go e.snapshotLoop()
+	} else {
+		close(e.snapDone)
+	}
 	return e, nil
 }
 
@@ -324,6 +376,11 @@ func (e *Engine) Drain() {
 // the log. It returns the storage failure, if there was one.
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
+		close(e.snapStop)
+		<-e.snapDone
+		e.snapMu.Lock()
+		e.closed = true
+		e.snapMu.Unlock()
 		e.draining.Store(true)
 		for _, s := range e.shards {
 			close(s.stop)

@@ -209,21 +209,26 @@ func TestModelRandom(t *testing.T) {
 	dir := t.TempDir()
 	m := newModel()
 	nss := []string{"a", "b", "c", "d", "e"}
-	e, err := Open(Config{Dir: dir, Shards: 3})
+	e, err := Open(Config{Dir: dir, Shards: 3, SegmentSize: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for step := 0; step < steps; step++ {
+		if step > 0 && step%100 == 0 && rng.IntN(2) == 0 {
+			if _, err := e.Snapshot(); err != nil {
+				t.Fatalf("seed %d step %d: snapshot: %v", seed, step, err)
+			}
+		}
 		if step > 0 && step%500 == 0 {
 			want := dumpStateAfterClose(t, e)
-			e, err = Open(Config{Dir: dir, Shards: 1 + rng.IntN(4)})
+			e, err = Open(Config{Dir: dir, Shards: 1 + rng.IntN(4), SegmentSize: 4096})
 			if err != nil {
 				t.Fatalf("seed %d step %d: reopen: %v", seed, step, err)
 			}
 			if got := dumpStateAfterClose(t, e); !reflect.DeepEqual(got, want) {
 				t.Fatalf("seed %d step %d: state after replay differs\n got %+v\nwant %+v", seed, step, got, want)
 			}
-			e, _ = Open(Config{Dir: dir, Shards: 2})
+			e, _ = Open(Config{Dir: dir, Shards: 2, SegmentSize: 4096})
 			if e.LastHandle() < m.handle {
 				t.Fatalf("seed %d: handle counter went back: %d < %d", seed, e.LastHandle(), m.handle)
 			}

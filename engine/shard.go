@@ -76,6 +76,8 @@ func (s *shard) run() {
 				close(c.done)
 			case inspect:
 				c()
+			case snapCmd:
+				s.snapshotCopy(c)
 			}
 		case <-s.timer.C:
 			s.timerAtMs = 0
@@ -92,8 +94,8 @@ func (s *shard) housekeep() {
 	now := nowMs()
 	for len(s.idemQueue) > 0 && s.idemQueue[0].expMs <= now {
 		ie := s.idemQueue[0]
-		if exp, ok := ie.ns.idem[ie.id]; ok && exp == ie.expMs {
-			delete(ie.ns.idem, ie.id)
+		if exp, ok := ie.ns.idem.Get(ie.id); ok && exp == ie.expMs {
+			ie.ns.idem.Delete(ie.id)
 		}
 		s.idemQueue[0] = idemEntry{}
 		s.idemQueue = s.idemQueue[1:]
@@ -179,6 +181,7 @@ func (s *shard) settleLock(ns *namespace, key string, now int64) {
 	}
 	if l.handle != 0 && l.deadlineMs <= now {
 		l.handle, l.deadlineMs = 0, 0 // expiry needs no record: replay sees the deadline
+		ns.held.Delete(key)
 		s.deadlines.untrack(l)
 	}
 	for !l.heldAt(now) {
@@ -194,7 +197,7 @@ func (s *shard) settleLock(ns *namespace, key string, now int64) {
 		}
 		s.execute(op, true)
 	}
-	ns.dropLockIfIdle(key, l, now)
+	ns.dropLockIfIdle(key, l)
 }
 
 // fireDeadlines expires every lock whose deadline has come.
@@ -275,7 +278,7 @@ func (s *shard) gone(n goneNote) {
 	if n.lock {
 		if l := ns.locks[n.key]; l != nil {
 			l.waiters.noteCanceled()
-			ns.dropLockIfIdle(n.key, l, nowMs())
+			ns.dropLockIfIdle(n.key, l)
 		}
 		return
 	}
@@ -320,14 +323,20 @@ func (s *shard) finishReplay(now int64) {
 				s.deadlines.track(l)
 			} else {
 				delete(ns.locks, key)
+				ns.held.Delete(key)
 			}
 		}
-		for id, exp := range ns.idem {
+		var expired []string
+		ns.idem.Scan(func(id string, exp int64) bool {
 			if exp <= now {
-				delete(ns.idem, id)
-				continue
+				expired = append(expired, id)
+			} else {
+				s.idemQueue = append(s.idemQueue, idemEntry{ns: ns, id: id, expMs: exp})
 			}
-			s.idemQueue = append(s.idemQueue, idemEntry{ns: ns, id: id, expMs: exp})
+			return true
+		})
+		for _, id := range expired {
+			ns.idem.Delete(id)
 		}
 	}
 	sort.Slice(s.idemQueue, func(i, j int) bool { return s.idemQueue[i].expMs < s.idemQueue[j].expMs })

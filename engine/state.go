@@ -35,15 +35,21 @@ type namespace struct {
 	counters btree.Map[string, int64]
 	seqs     btree.Map[string, uint64] // next id to hand out; absent = 1
 	locks    map[string]*lockState
-	idem     map[string]int64 // id -> expiry unix ms
+	held     btree.Map[string, heldLock] // holders, mirrored from locks for O(1) snapshot copies
+	idem     btree.Map[string, int64]    // id -> expiry unix ms
 	watchers map[string]*waitQueue[*watchOp]
+}
+
+// heldLock is a lock's holder as a value, for the held B-tree.
+type heldLock struct {
+	handle     uint64
+	deadlineMs int64
 }
 
 func newNamespace(name string) *namespace {
 	return &namespace{
 		name:     name,
 		locks:    make(map[string]*lockState),
-		idem:     make(map[string]int64),
 		watchers: make(map[string]*waitQueue[*watchOp]),
 	}
 }
@@ -57,9 +63,11 @@ func (ns *namespace) lock(key string) *lockState {
 	return l
 }
 
-// dropLockIfIdle forgets a lock with no holder and no waiters.
-func (ns *namespace) dropLockIfIdle(key string, l *lockState, nowMs int64) {
-	if !l.heldAt(nowMs) && l.waiters.live() == 0 {
+// dropLockIfIdle forgets a lock with no holder and no waiters. A lock whose
+// deadline passed but that settleLock has not released yet (handle still
+// set) stays: its deadline timer will settle it.
+func (ns *namespace) dropLockIfIdle(key string, l *lockState) {
+	if l.handle == 0 && l.waiters.live() == 0 {
 		delete(ns.locks, key)
 	}
 }

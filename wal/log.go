@@ -27,6 +27,9 @@ type Options struct {
 	// Replay is called for every valid record found at Open, in order. The
 	// payload is only valid during the call.
 	Replay func(seq uint64, payload []byte) error
+	// StartAfter, for a directory with no log yet, makes the first record's
+	// sequence StartAfter+1 (a data directory restored from a snapshot).
+	StartAfter uint64
 }
 
 // Ticket resolves when the batch holding a record is durable, or failed.
@@ -79,6 +82,7 @@ type Log struct {
 	wake     chan struct{}
 	stopped  chan struct{}
 	segBytes int64 // bytes in tidwall's tail segment, mirrored
+	first    uint64
 	durable  atomic.Uint64
 	repair   *Repair
 	failOnce sync.Once
@@ -91,6 +95,9 @@ func Open(dir string, opts Options) (*Log, error) {
 		opts.SegmentSize = DefaultSegmentSize
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := startAfter(dir, opts.StartAfter); err != nil {
 		return nil, err
 	}
 	replay := opts.Replay
@@ -125,6 +132,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		wake:     make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
 		segBytes: res.tailBytes,
+		first:    res.first,
 		repair:   res.repair,
 	}
 	l.durable.Store(res.last)

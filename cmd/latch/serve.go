@@ -30,6 +30,9 @@ func serve(args []string) int {
 	idemTTL := fs.Duration("idempotency-ttl", engine.DefaultIdempotencyTTL, "how long an idempotency id is remembered")
 	maxWaiters := fs.Int("max-waiters-per-lock", engine.DefaultMaxWaitersPerLock, "waiters allowed on one lock")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
+	snapRecords := fs.Int("snapshot-every-records", engine.DefaultSnapshotEveryRecords, "take a snapshot after this many log records (negative: never automatically)")
+	snapEvery := fs.Duration("snapshot-every", engine.DefaultSnapshotEvery, "take a snapshot this often if anything was written")
+	snapKeep := fs.Int("snapshot-keep", engine.DefaultSnapshotKeep, "snapshots to keep; the log is kept back to the oldest")
 	fs.Int64Var(&lim.MaxBodyBytes, "max-body-bytes", lim.MaxBodyBytes, "largest request body")
 	fs.IntVar(&lim.MaxOps, "max-ops", lim.MaxOps, "ops allowed in one request")
 	fs.IntVar(&lim.MaxKeyBytes, "max-key-bytes", lim.MaxKeyBytes, "longest key, lock id or idempotency id")
@@ -49,6 +52,15 @@ func serve(args []string) int {
 	fatal := make(chan error, 1)
 	cfg := engine.Config{
 		Dir: *dataDir, Shards: *shards, IdempotencyTTL: *idemTTL, MaxWaitersPerLock: *maxWaiters,
+		SnapshotEveryRecords: *snapRecords, SnapshotEvery: *snapEvery, SnapshotKeep: *snapKeep,
+		OnSnapshot: func(info engine.SnapshotInfo, err error) {
+			if err != nil {
+				log.Error("snapshot failed; the log still holds everything and the next attempt comes later", "err", err)
+				return
+			}
+			log.Info("snapshot", "path", info.Path, "cut", info.Cut, "bytes", info.Bytes, "entries", info.Entries,
+				"pause", info.Pause, "took", info.Took, "removed", len(info.Removed))
+		},
 		OnFatal: func(err error) {
 			select {
 			case fatal <- err:
@@ -71,9 +83,12 @@ func serve(args []string) int {
 		return 1
 	}
 	rec := eng.Recovered()
-	attrs := []any{"dir", *dataDir, "records", rec.Records, "namespaces", rec.Namespaces, "held_locks", rec.HeldLocks, "last_handle", eng.LastHandle(), "took", rec.Took}
+	attrs := []any{"dir", *dataDir, "snapshot", rec.Snapshot, "snapshot_cut", rec.SnapshotCut, "records_replayed", rec.Records, "namespaces", rec.Namespaces, "held_locks", rec.HeldLocks, "last_handle", eng.LastHandle(), "took", rec.Took}
 	if rec.Repair != nil {
 		attrs = append(attrs, "repaired_segment", rec.Repair.Segment, "cut_at_offset", rec.Repair.Offset, "lost_unacknowledged_bytes", rec.Repair.LostBytes, "damaged_copy", rec.Repair.KeptAs)
+	}
+	for _, b := range rec.BrokenSnapshots {
+		log.Warn("a damaged snapshot was set aside; an older one was used", "snapshot", b)
 	}
 	log.Info("recovered", attrs...)
 

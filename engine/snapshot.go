@@ -1,0 +1,298 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/latchkv/latch/snapshot"
+	"github.com/latchkv/latch/wal"
+	"github.com/tidwall/btree"
+)
+
+// Snapshots live in Dir/snap as snap-<cut, 20 digits>. How one is taken:
+//
+//  1. Every shard loop gets a snapCmd. On it, the loop takes O(1)
+//     copy-on-write Copy()s of its namespaces' B-trees, hands them over with
+//     its latest Ticket, and blocks until told to resume. Once every loop is
+//     blocked nothing can be appended, so the log's last sequence is an exact
+//     cut: the copies hold every record up to it and none after.
+//  2. The loops resume (the pause is the time from the first loop blocking
+//     to the resume), and the copies are encoded and compressed off the loops
+//     while writes continue on the originals.
+//  3. Once the state at the cut is durable in the log, the file is published
+//     atomically (snapshot.WriteFile: temp, fsync, rename, directory fsync).
+//  4. Only then are older snapshots beyond SnapshotKeep deleted, and log
+//     segments wholly covered by the oldest kept snapshot removed (I8).
+//
+// Crash points: before 3's rename the old snapshots and the whole log are
+// intact; after it, recovery uses the new snapshot and replays the log after
+// its cut, which is all still there; during 4 a prefix of the old files is
+// gone, which recovery accepts because the kept snapshots cover it.
+
+const snapPrefix = "snap-"
+
+type snapCmd struct {
+	copies chan<- shardCopy
+	resume <-chan struct{}
+}
+
+type shardCopy struct {
+	nss    []nsCopy
+	ticket *wal.Ticket
+}
+
+type nsCopy struct {
+	name     string
+	rev      uint64
+	kv       *btree.Map[string, kvEntry]
+	counters *btree.Map[string, int64]
+	seqs     *btree.Map[string, uint64]
+	held     *btree.Map[string, heldLock]
+	idem     *btree.Map[string, int64]
+}
+
+// snapshotCopy runs on the loop: copy, hand over, wait.
+func (s *shard) snapshotCopy(c snapCmd) {
+	out := shardCopy{ticket: s.lastTicket, nss: make([]nsCopy, 0, len(s.nss))}
+	for _, ns := range s.nss {
+		out.nss = append(out.nss, nsCopy{
+			name: ns.name, rev: ns.rev,
+			kv: ns.kv.Copy(), counters: ns.counters.Copy(), seqs: ns.seqs.Copy(),
+			held: ns.held.Copy(), idem: ns.idem.Copy(),
+		})
+	}
+	c.copies <- out
+	<-c.resume
+}
+
+// SnapshotInfo describes a snapshot that was taken.
+type SnapshotInfo struct {
+	Path    string
+	Cut     uint64        // last log sequence it covers
+	Bytes   int64         // file size
+	Entries uint64        // entries in the body
+	Pause   time.Duration // how long the loops were stopped for the copy
+	Took    time.Duration // the whole snapshot, publish and truncation included
+	Removed []string      // old snapshots and log segments deleted after it
+}
+
+// Snapshot takes a snapshot now. Writes continue while it is encoded.
+func (e *Engine) Snapshot() (SnapshotInfo, error) {
+	e.snapMu.Lock()
+	defer e.snapMu.Unlock()
+	if e.closed {
+		return SnapshotInfo{}, errorf(ErrShuttingDown, "the engine is closed")
+	}
+	start := time.Now()
+	copies := make(chan shardCopy, len(e.shards))
+	resume := make(chan struct{})
+	sent := 0
+	for _, s := range e.shards {
+		select {
+		case s.cmds <- snapCmd{copies: copies, resume: resume}:
+			sent++
+		case <-s.done:
+		}
+	}
+	var all []shardCopy
+	var pauseStart time.Time
+	for i := 0; i < sent; i++ {
+		all = append(all, <-copies)
+		if i == 0 {
+			pauseStart = time.Now()
+		}
+	}
+	cut := e.log.LastSeq()
+	lastHandle := e.nextHandle.Load()
+	close(resume)
+	info := SnapshotInfo{Cut: cut, Pause: time.Since(pauseStart)}
+	if sent < len(e.shards) {
+		return info, errorf(ErrShuttingDown, "the engine is stopping")
+	}
+	for _, c := range all {
+		if err := durable(c.ticket); err != nil {
+			return info, err
+		}
+	}
+	dir := filepath.Join(e.cfg.Dir, "snap")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return info, err
+	}
+	name := fmt.Sprintf("%s%020d", snapPrefix, cut)
+	hdr := snapshot.Header{Cut: cut, LastHandle: lastHandle, CreatedMs: start.UnixMilli()}
+	tr, err := snapshot.WriteFile(dir, name, hdr, func(w *snapshot.Writer) error { return writeCopies(w, all) })
+	if err != nil {
+		return info, fmt.Errorf("engine: writing snapshot %s: %w", name, err)
+	}
+	info.Path, info.Entries = filepath.Join(dir, name), tr.Entries
+	if st, err := os.Stat(info.Path); err == nil {
+		info.Bytes = st.Size()
+	}
+	e.lastSnapCut.Store(cut)
+	removed, err := e.pruneAfterSnapshot(dir)
+	info.Removed = removed
+	info.Took = time.Since(start)
+	return info, err
+}
+
+func writeCopies(w *snapshot.Writer, all []shardCopy) error {
+	var err error
+	for _, c := range all {
+		for _, ns := range c.nss {
+			if err = w.Namespace(ns.name, ns.rev); err != nil {
+				return err
+			}
+			ns.kv.Scan(func(k string, v kvEntry) bool { err = w.KV(k, v.version, v.value); return err == nil })
+			ns.counters.Scan(func(k string, v int64) bool { err = w.Counter(k, v); return err == nil })
+			ns.seqs.Scan(func(k string, v uint64) bool { err = w.Seq(k, v); return err == nil })
+			ns.held.Scan(func(k string, v heldLock) bool { err = w.Lock(k, v.handle, v.deadlineMs); return err == nil })
+			ns.idem.Scan(func(k string, v int64) bool { err = w.Idem(k, v); return err == nil })
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// snapshotFiles lists dir's snapshots, newest (highest cut) first.
+func snapshotFiles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, snapPrefix) && len(n) == len(snapPrefix)+20 {
+			if _, err := strconv.ParseUint(n[len(snapPrefix):], 10, 64); err == nil {
+				names = append(names, n)
+			}
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(names)))
+	return names, nil
+}
+
+func cutOf(name string) uint64 {
+	v, _ := strconv.ParseUint(name[len(snapPrefix):], 10, 64)
+	return v
+}
+
+// pruneAfterSnapshot keeps the newest SnapshotKeep snapshots and removes
+// the log segments that the oldest kept one covers entirely, so that any
+// kept snapshot can still be combined with the log.
+func (e *Engine) pruneAfterSnapshot(dir string) ([]string, error) {
+	names, err := snapshotFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	keep := min(e.cfg.SnapshotKeep, len(names))
+	for _, n := range names[keep:] {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil {
+			return removed, err
+		}
+		removed = append(removed, n)
+	}
+	if len(removed) > 0 {
+		if d, err := os.Open(dir); err == nil {
+			d.Sync()
+			d.Close()
+		}
+	}
+	segs, err := e.log.TruncateBefore(cutOf(names[keep-1]))
+	return append(removed, segs...), err
+}
+
+// loadSnapshot restores the newest readable snapshot into the shards and
+// returns its cut (0 if none). A snapshot that fails its checks is renamed
+// to *.broken and the next older one is tried.
+func (e *Engine) loadSnapshot(info *RecoveryInfo) (uint64, error) {
+	dir := filepath.Join(e.cfg.Dir, "snap")
+	names, err := snapshotFiles(dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, n := range names {
+		path := filepath.Join(dir, n)
+		var cur *namespace
+		var curShard *shard
+		hdr, _, err := snapshot.ReadFile(path, func(en snapshot.Entry) error {
+			if en.Tag == snapshot.TagNamespace {
+				curShard = e.shardFor(en.Name)
+				cur = curShard.namespace(en.Name)
+				cur.rev = en.Num
+				return nil
+			}
+			if cur == nil {
+				return fmt.Errorf("%w: entry before the first namespace", snapshot.ErrCorrupt)
+			}
+			switch en.Tag {
+			case snapshot.TagKV:
+				cur.kv.Set(en.Name, kvEntry{value: en.Value, version: en.Num})
+			case snapshot.TagCounter:
+				cur.counters.Set(en.Name, en.Signed)
+			case snapshot.TagSeq:
+				cur.seqs.Set(en.Name, en.Num)
+			case snapshot.TagLock:
+				curShard.applyEffects(cur, []effect{{kind: effGrant, key: en.Name, num: en.Num, signed: en.Signed}})
+			case snapshot.TagIdem:
+				cur.idem.Set(en.Name, en.Signed)
+			}
+			return nil
+		})
+		if err == nil {
+			e.observeHandle(hdr.LastHandle)
+			info.Snapshot, info.SnapshotCut = path, hdr.Cut
+			return hdr.Cut, nil
+		}
+		if !errors.Is(err, snapshot.ErrCorrupt) {
+			return 0, err
+		}
+		// Throw away what the damaged file built, keep it aside, try older.
+		for _, s := range e.shards {
+			s.nss = make(map[string]*namespace)
+		}
+		e.nextHandle.Store(0)
+		if rerr := os.Rename(path, path+".broken"); rerr != nil {
+			return 0, rerr
+		}
+		info.BrokenSnapshots = append(info.BrokenSnapshots, fmt.Sprintf("%s (%v)", path+".broken", err))
+	}
+	return 0, nil
+}
+
+// snapshotLoop takes a snapshot every SnapshotEveryRecords records or every
+// SnapshotEvery, whichever comes first, when anything was written.
+func (e *Engine) snapshotLoop() {
+	defer close(e.snapDone)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-e.snapStop:
+			return
+		case <-tick.C:
+		}
+		written := e.log.LastSeq() - e.lastSnapCut.Load()
+		if written == 0 || (written < uint64(e.cfg.SnapshotEveryRecords) && time.Since(last) < e.cfg.SnapshotEvery) {
+			continue
+		}
+		last = time.Now()
+		info, err := e.Snapshot()
+		if e.cfg.OnSnapshot != nil {
+			e.cfg.OnSnapshot(info, err)
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package wal
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// LastSeq is the sequence number of the last record appended (durable or
+// not). With every appender paused it is a consistent cut of the log.
+func (l *Log) LastSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.next - 1
+}
+
+// FirstSeq is the sequence number of the first record on disk when the log
+// was opened (last+1 when it held none).
+func (l *Log) FirstSeq() uint64 { return l.first }
+
+// TruncateBefore deletes every segment file whose records all have a
+// sequence number of at most cut, oldest first, then fsyncs the directory.
+// The segment being written is never deleted. Call it only once the state
+// up to cut is durable elsewhere (a published snapshot, DESIGN I8).
+//
+// A crash part way leaves a prefix of those segments deleted, which Open
+// accepts: the log then simply starts later. tidwall/wal is not told: it
+// only ever touches its tail segment, and latch never reads through it.
+func (l *Log) TruncateBefore(cut uint64) (removed []string, err error) {
+	segs, err := listSegments(l.dir)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i+1 < len(segs); i++ {
+		if segs[i+1].first-1 > cut {
+			break
+		}
+		if err := os.Remove(segs[i].path); err != nil {
+			return removed, fmt.Errorf("wal: removing %s: %w", segs[i].path, err)
+		}
+		removed = append(removed, filepath.Base(segs[i].path))
+	}
+	if len(removed) > 0 {
+		if err := syncDir(l.dir); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+// startAfter makes an empty log begin at sequence after+1 by creating its
+// first, empty segment under that name. Used when a data directory is built
+// from a snapshot whose cut is after.
+func startAfter(dir string, after uint64) error {
+	segs, err := listSegments(dir)
+	if err != nil || len(segs) > 0 || after == 0 {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("%020d", after+1)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -170,6 +171,10 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// LockDataDir takes the data directory's lock, as a running server holds
+// it, for tools that must not run beside a server (snapshot restore).
+func LockDataDir(dir string) (io.Closer, error) { return lockDir(dir) }
 
 // lockDir takes an exclusive flock on Dir/LOCK so two servers never share
 // one data directory.

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -82,13 +83,10 @@ type SnapshotInfo struct {
 	Removed []string      // old snapshots and log segments deleted after it
 }
 
-// Snapshot takes a snapshot now. Writes continue while it is encoded.
-func (e *Engine) Snapshot() (SnapshotInfo, error) {
-	e.snapMu.Lock()
-	defer e.snapMu.Unlock()
-	if e.closed {
-		return SnapshotInfo{}, errorf(ErrShuttingDown, "the engine is closed")
-	}
+// capture takes a consistent cut: every loop copies and pauses, then the
+// log's last sequence and the handle counter are read, then the loops
+// resume. The caller holds snapMu. It waits until the cut is durable.
+func (e *Engine) capture() ([]shardCopy, snapshot.Header, time.Duration, error) {
 	start := time.Now()
 	copies := make(chan shardCopy, len(e.shards))
 	resume := make(chan struct{})
@@ -108,24 +106,40 @@ func (e *Engine) Snapshot() (SnapshotInfo, error) {
 			pauseStart = time.Now()
 		}
 	}
-	cut := e.log.LastSeq()
-	lastHandle := e.nextHandle.Load()
+	hdr := snapshot.Header{Cut: e.log.LastSeq(), LastHandle: e.nextHandle.Load(), CreatedMs: start.UnixMilli()}
 	close(resume)
-	info := SnapshotInfo{Cut: cut, Pause: time.Since(pauseStart)}
+	pause := time.Since(pauseStart)
 	if sent < len(e.shards) {
-		return info, errorf(ErrShuttingDown, "the engine is stopping")
+		return nil, hdr, pause, errorf(ErrShuttingDown, "the engine is stopping")
 	}
 	for _, c := range all {
 		if err := durable(c.ticket); err != nil {
-			return info, err
+			return nil, hdr, pause, err
 		}
+	}
+	return all, hdr, pause, nil
+}
+
+// Snapshot takes a snapshot into the data directory now, then prunes old
+// snapshots and the log segments they no longer need. Writes continue
+// while it is encoded.
+func (e *Engine) Snapshot() (SnapshotInfo, error) {
+	e.snapMu.Lock()
+	defer e.snapMu.Unlock()
+	if e.closed {
+		return SnapshotInfo{}, errorf(ErrShuttingDown, "the engine is closed")
+	}
+	start := time.Now()
+	all, hdr, pause, err := e.capture()
+	info := SnapshotInfo{Cut: hdr.Cut, Pause: pause}
+	if err != nil {
+		return info, err
 	}
 	dir := filepath.Join(e.cfg.Dir, "snap")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return info, err
 	}
-	name := fmt.Sprintf("%s%020d", snapPrefix, cut)
-	hdr := snapshot.Header{Cut: cut, LastHandle: lastHandle, CreatedMs: start.UnixMilli()}
+	name := fmt.Sprintf("%s%020d", snapPrefix, hdr.Cut)
 	tr, err := snapshot.WriteFile(dir, name, hdr, func(w *snapshot.Writer) error { return writeCopies(w, all) })
 	if err != nil {
 		return info, fmt.Errorf("engine: writing snapshot %s: %w", name, err)
@@ -134,11 +148,51 @@ func (e *Engine) Snapshot() (SnapshotInfo, error) {
 	if st, err := os.Stat(info.Path); err == nil {
 		info.Bytes = st.Size()
 	}
-	e.lastSnapCut.Store(cut)
+	e.lastSnapCut.Store(hdr.Cut)
 	removed, err := e.pruneAfterSnapshot(dir)
 	info.Removed = removed
 	info.Took = time.Since(start)
 	return info, err
+}
+
+// WriteSnapshot writes a consistent snapshot of the live state to w (for
+// `latch snapshot save` over HTTP). It leaves the data directory alone.
+func (e *Engine) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
+	e.snapMu.Lock()
+	if e.closed {
+		e.snapMu.Unlock()
+		return SnapshotInfo{}, errorf(ErrShuttingDown, "the engine is closed")
+	}
+	start := time.Now()
+	all, hdr, pause, err := e.capture()
+	e.snapMu.Unlock() // the copies stay valid; encoding needs no lock
+	info := SnapshotInfo{Cut: hdr.Cut, Pause: pause}
+	if err != nil {
+		return info, err
+	}
+	cw := &countingWriter{w: w}
+	sw, err := snapshot.NewWriter(cw, hdr)
+	if err != nil {
+		return info, err
+	}
+	if err := writeCopies(sw, all); err != nil {
+		sw.Close()
+		return info, err
+	}
+	tr, err := sw.Close()
+	info.Entries, info.Bytes, info.Took = tr.Entries, cw.n, time.Since(start)
+	return info, err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func writeCopies(w *snapshot.Writer, all []shardCopy) error {

@@ -2,6 +2,7 @@
 //
 //	latch serve [flags]      run the server (see latch serve -h)
 //	latch loadtest [flags]   load-test a running server over HTTP
+//	latch snapshot ...       save, restore and inspect snapshots
 //	latch version
 package main
 
@@ -18,6 +19,8 @@ const usage = `latch: a single-node lock, KV and counter server.
 Usage:
   latch serve [flags]       run the server (latch serve -h for flags)
   latch loadtest [flags]    load-test a running server (latch loadtest -h)
+  latch snapshot save|restore|inspect
+                            back up, restore and examine snapshots
   latch version             print the version
 
 Every flag can also be set from the environment: --data-dir is LATCH_DATA_DIR.
@@ -34,6 +37,8 @@ func main() {
 		code = serve(os.Args[2:])
 	case "loadtest":
 		code = loadtest(os.Args[2:])
+	case "snapshot":
+		code = snapshotCmd(os.Args[2:])
 	case "version", "--version":
 		fmt.Println("latch", version)
 	case "help", "-h", "--help":

@@ -53,6 +53,10 @@ type Config struct {
 	SnapshotKeep int
 	// OnSnapshot, if set, is told about every automatic snapshot.
 	OnSnapshot func(SnapshotInfo, error)
+	// SnapshotHook, if set, is called at each step of taking a snapshot:
+	// "written", "renamed", "published" and "truncating" (see snapshot.go).
+	// Crash tests kill the process there.
+	SnapshotHook func(step string)
 }
 
 // Engine is latch's state machine. Its methods are safe for concurrent use.

@@ -140,10 +140,11 @@ func (e *Engine) Snapshot() (SnapshotInfo, error) {
 		return info, err
 	}
 	name := fmt.Sprintf("%s%020d", snapPrefix, hdr.Cut)
-	tr, err := snapshot.WriteFile(dir, name, hdr, func(w *snapshot.Writer) error { return writeCopies(w, all) })
+	tr, err := snapshot.WriteFile(dir, name, hdr, func(w *snapshot.Writer) error { return writeCopies(w, all) }, e.cfg.SnapshotHook)
 	if err != nil {
 		return info, fmt.Errorf("engine: writing snapshot %s: %w", name, err)
 	}
+	e.snapshotStep("published")
 	info.Path, info.Entries = filepath.Join(dir, name), tr.Entries
 	if st, err := os.Stat(info.Path); err == nil {
 		info.Bytes = st.Size()
@@ -257,6 +258,7 @@ func (e *Engine) pruneAfterSnapshot(dir string) ([]string, error) {
 			return removed, err
 		}
 		removed = append(removed, n)
+		e.snapshotStep("truncating")
 	}
 	if len(removed) > 0 {
 		if d, err := os.Open(dir); err == nil {
@@ -264,8 +266,14 @@ func (e *Engine) pruneAfterSnapshot(dir string) ([]string, error) {
 			d.Close()
 		}
 	}
-	segs, err := e.log.TruncateBefore(cutOf(names[keep-1]))
+	segs, err := e.log.TruncateBefore(cutOf(names[keep-1]), func() { e.snapshotStep("truncating") })
 	return append(removed, segs...), err
+}
+
+func (e *Engine) snapshotStep(step string) {
+	if e.cfg.SnapshotHook != nil {
+		e.cfg.SnapshotHook(step)
+	}
 }
 
 // loadSnapshot restores the newest readable snapshot into the shards and

@@ -171,7 +171,7 @@ func TestLargeWindowRejected(t *testing.T) {
 func TestWriteFileAtomic(t *testing.T) {
 	dir := t.TempDir()
 	es := sampleEntries(50)
-	if _, err := WriteFile(dir, "snap-1", testHeader, func(w *Writer) error { return writeEntries(w, es) }); err != nil {
+	if _, err := WriteFile(dir, "snap-1", testHeader, func(w *Writer) error { return writeEntries(w, es) }, nil); err != nil {
 		t.Fatal(err)
 	}
 	var got []Entry
@@ -184,7 +184,7 @@ func TestWriteFileAtomic(t *testing.T) {
 	// A failing fill leaves nothing behind and the old file untouched.
 	before, _ := os.ReadFile(filepath.Join(dir, "snap-1"))
 	boom := errors.New("boom")
-	if _, err := WriteFile(dir, "snap-1", testHeader, func(w *Writer) error { w.Namespace("x", 1); return boom }); !errors.Is(err, boom) {
+	if _, err := WriteFile(dir, "snap-1", testHeader, func(w *Writer) error { w.Namespace("x", 1); return boom }, nil); !errors.Is(err, boom) {
 		t.Fatalf("err %v, want boom", err)
 	}
 	after, _ := os.ReadFile(filepath.Join(dir, "snap-1"))

@@ -139,7 +139,14 @@ func (w *Writer) Close() (Trailer, error) {
 // temporary file in dir through fill, fsyncs it, renames it into place and
 // fsyncs dir (DESIGN I8). On any error the temporary file is removed and
 // dir/name is untouched.
-func WriteFile(dir, name string, h Header, fill func(*Writer) error) (Trailer, error) {
+//
+// hook, if not nil, is called with "written" (temporary file complete and
+// fsynced, not yet renamed) and "renamed" (renamed, directory not yet
+// fsynced); crash tests kill the process there.
+func WriteFile(dir, name string, h Header, fill func(*Writer) error, hook func(step string)) (Trailer, error) {
+	if hook == nil {
+		hook = func(string) {}
+	}
 	tmp, err := os.CreateTemp(dir, name+".tmp-*")
 	if err != nil {
 		return Trailer{}, err
@@ -173,11 +180,13 @@ func WriteFile(dir, name string, h Header, fill func(*Writer) error) (Trailer, e
 	if err := tmp.Close(); err != nil {
 		return Trailer{}, err
 	}
+	hook("written")
 	final := filepath.Join(dir, name)
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return Trailer{}, err
 	}
 	ok = true
+	hook("renamed")
 	if err := syncDir(dir); err != nil {
 		return Trailer{}, err
 	}

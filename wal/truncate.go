@@ -26,7 +26,9 @@ func (l *Log) FirstSeq() uint64 { return l.first }
 // A crash part way leaves a prefix of those segments deleted, which Open
 // accepts: the log then simply starts later. tidwall/wal is not told: it
 // only ever touches its tail segment, and latch never reads through it.
-func (l *Log) TruncateBefore(cut uint64) (removed []string, err error) {
+//
+// afterEach, if not nil, runs after each file is removed (crash tests).
+func (l *Log) TruncateBefore(cut uint64, afterEach func()) (removed []string, err error) {
 	segs, err := listSegments(l.dir)
 	if err != nil {
 		return nil, err
@@ -39,6 +41,9 @@ func (l *Log) TruncateBefore(cut uint64) (removed []string, err error) {
 			return removed, fmt.Errorf("wal: removing %s: %w", segs[i].path, err)
 		}
 		removed = append(removed, filepath.Base(segs[i].path))
+		if afterEach != nil {
+			afterEach()
+		}
 	}
 	if len(removed) > 0 {
 		if err := syncDir(l.dir); err != nil {

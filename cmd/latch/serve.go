@@ -77,6 +77,16 @@ func serve(args []string) int {
 		cfg.FaultHook = hook
 		log.Warn("fault injection is on (LATCH_TEST_FAULT); this is for tests only", "spec", spec)
 	}
+	if step := os.Getenv("LATCH_TEST_SNAPSHOT_KILL"); step != "" {
+		// Crash tests: SIGKILL ourselves at one step of taking a snapshot.
+		log.Warn("the server kills itself during a snapshot (LATCH_TEST_SNAPSHOT_KILL); this is for tests only", "step", step)
+		cfg.SnapshotHook = func(s string) {
+			if s == step {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {} // the signal is on its way
+			}
+		}
+	}
 	eng, err := engine.Open(cfg)
 	if err != nil {
 		log.Error("cannot open the data directory", "dir", *dataDir, "err", err)

@@ -400,3 +400,30 @@ func (e *Engine) Close() error {
 	})
 	return e.closeErr
 }
+
+// LockWaiters reports how many requests are queued (not holding) on the
+// lock key in namespace ns, read on the owning shard's loop. It is for
+// tests and observability; the number may change as soon as it returns.
+func (e *Engine) LockWaiters(ns, key string) int {
+	s := e.shardFor(ns)
+	got := make(chan int, 1)
+	select {
+	case s.cmds <- inspect(func() {
+		n := 0
+		if space := s.nss[ns]; space != nil {
+			if l := space.locks[key]; l != nil {
+				n = l.waiters.live()
+			}
+		}
+		got <- n
+	}):
+	case <-s.done:
+		return 0
+	}
+	select {
+	case n := <-got:
+		return n
+	case <-s.done:
+		return 0
+	}
+}

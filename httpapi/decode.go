@@ -60,6 +60,26 @@ type wireRequest struct {
 	IdempotencyIDs oneOrMany[string]
 }
 
+// wireRequestArrays is wireRequest with every list as a plain JSON array,
+// the shape nearly every client sends. Decoding into it needs one pass of
+// encoding/json, and DisallowUnknownFields reaches the nested objects;
+// the flexible shapes of wireRequest need a second pass per list, so
+// decodeRequest tries this first and falls back to wireRequest on error.
+type wireRequestArrays struct {
+	LockID         *string
+	LockDur        *float64
+	LockDurMs      *int64
+	LockWait       *float64
+	LockWaitMs     *int64
+	UnlockID       *string
+	Unlock         *handle
+	KVSet          []wireKVSet
+	KVGet          []string
+	Atomic         []wireAtomic
+	Seq            []wireSeq
+	IdempotencyIDs []string
+}
+
 type wireKVSet struct {
 	Key    string
 	Value  json.RawMessage
@@ -242,8 +262,17 @@ func (lim *Limits) checkNamespace(ns string) *apiError {
 
 // decodeRequest turns a /db body into an engine.Request, enforcing limits.
 func (lim *Limits) decodeRequest(body []byte) (*engine.Request, error) {
+	var fast wireRequestArrays
 	var w wireRequest
-	if err := strictUnmarshal(body, &w); err != nil {
+	if err := strictUnmarshal(body, &fast); err == nil {
+		w = wireRequest{
+			LockID: fast.LockID, LockDur: fast.LockDur, LockDurMs: fast.LockDurMs,
+			LockWait: fast.LockWait, LockWaitMs: fast.LockWaitMs,
+			UnlockID: fast.UnlockID, Unlock: fast.Unlock,
+			KVSet: fast.KVSet, KVGet: fast.KVGet, Atomic: fast.Atomic,
+			Seq: fast.Seq, IdempotencyIDs: fast.IdempotencyIDs,
+		}
+	} else if err := strictUnmarshal(body, &w); err != nil {
 		return nil, jsonError(err)
 	}
 	req := &engine.Request{}

@@ -86,13 +86,15 @@ func scan(dir string, replay func(seq uint64, payload []byte) error) (scanResult
 			frame, n, ok := nextEntry(data[off:])
 			var seq uint64
 			var payload []byte
+			wrongSeq := false // an intact record in the wrong place: never a torn write
 			if ok {
 				seq, payload, err = DecodeFrame(frame)
+				wrongSeq = err == nil && seq != expect
 				ok = err == nil && seq == expect
 			}
 			if !ok {
 				reason := describeDamage(data[off:], expect)
-				if !isLast {
+				if !isLast || wrongSeq {
 					return res, &CorruptError{File: seg.path, Offset: int64(off), Reason: reason}
 				}
 				if later := findLaterRecord(data[off+1:], expect); later >= 0 {

@@ -81,14 +81,15 @@ type Engine struct {
 
 // RecoveryInfo says what Open found on disk.
 type RecoveryInfo struct {
-	Snapshot        string        // snapshot restored, or ""
-	SnapshotCut     uint64        // the log sequence it covers
-	BrokenSnapshots []string      // damaged snapshots set aside as *.broken
-	Records         uint64        // log records replayed after the snapshot
-	Namespaces      int           // namespaces restored
-	HeldLocks       int           // locks still held after recovery
-	Repair          *wal.Repair   // torn tail cut off, or nil
-	Took            time.Duration // time spent in Open
+	Snapshot          string        // snapshot restored, or ""
+	SnapshotCut       uint64        // the log sequence it covers
+	BrokenSnapshots   []string      // damaged snapshots set aside as *.broken
+	UnfinishedRemoved []string      // temp files of snapshots a crash interrupted, removed
+	Records           uint64        // log records replayed after the snapshot
+	Namespaces        int           // namespaces restored
+	HeldLocks         int           // locks still held after recovery
+	Repair            *wal.Repair   // torn tail cut off, or nil
+	Took              time.Duration // time spent in Open
 }
 
 // Open locks the data directory, replays the log and starts the shard loops.

@@ -281,6 +281,18 @@ func (e *Engine) snapshotStep(step string) {
 // to *.broken and the next older one is tried.
 func (e *Engine) loadSnapshot(info *RecoveryInfo) (uint64, error) {
 	dir := filepath.Join(e.cfg.Dir, "snap")
+	// A crash while a snapshot was being written leaves its temp file
+	// (snap-<cut>.tmp-*): never published, so never needed. Remove them
+	// so repeated crashes cannot fill the disk. The data dir is flocked,
+	// so no other process is writing one.
+	if temps, err := filepath.Glob(filepath.Join(dir, "*.tmp-*")); err == nil {
+		for _, t := range temps {
+			if err := os.Remove(t); err != nil {
+				return 0, fmt.Errorf("engine: removing an unfinished snapshot: %w", err)
+			}
+			info.UnfinishedRemoved = append(info.UnfinishedRemoved, filepath.Base(t))
+		}
+	}
 	names, err := snapshotFiles(dir)
 	if err != nil {
 		return 0, err

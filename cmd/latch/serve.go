@@ -100,6 +100,9 @@ func serve(args []string) int {
 	for _, b := range rec.BrokenSnapshots {
 		log.Warn("a damaged snapshot was set aside; an older one was used", "snapshot", b)
 	}
+	if n := len(rec.UnfinishedRemoved); n > 0 {
+		log.Info("removed snapshots a crash left unfinished", "files", rec.UnfinishedRemoved)
+	}
 	log.Info("recovered", attrs...)
 
 	ln, err := net.Listen("tcp", *addr)

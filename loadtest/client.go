@@ -32,9 +32,8 @@ type Client struct {
 }
 
 // NewClient returns a client for the server at base (http://host:port; a
-// bare host:port gets http://). conns is the number of connections it
-// may keep open; it should be at least the number of concurrent callers
-// or requests queue for a connection instead of reaching the server.
+// bare host:port gets http://). conns is the least number of idle
+// connections it keeps for reuse; it opens as many as callers need.
 func NewClient(base string, conns int) *Client {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -42,11 +41,14 @@ func NewClient(base string, conns int) *Client {
 	if conns < 1 {
 		conns = 1
 	}
+	// No cap on open connections: watch and idle-waiter scenarios park
+	// one request per simulated client, thousands of them, and each
+	// needs its own connection. Idle connections are kept (up to 20,000)
+	// so those clients reuse theirs instead of redialling every round.
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		MaxConnsPerHost:     conns,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        max(conns, 20000),
+		MaxIdleConnsPerHost: max(conns, 20000),
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
@@ -159,17 +161,26 @@ func (c *Client) Do(ctx context.Context, ns string, req *Request) (*Response, er
 }
 
 // errorClass names an error for the per-class error counts: the API's
-// code, "timeout", "canceled" or "transport".
+// code, "timeout", "canceled", "bad_reply" or "transport".
 func errorClass(err error) string {
 	var apiErr *APIError
 	switch {
 	case errors.As(err, &apiErr):
 		return apiErr.Code
+	case errors.Is(err, ErrBadReply):
+		return "bad_reply"
 	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case isNetTimeout(err):
 		return "timeout"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
 	default:
 		return "transport"
 	}
+}
+
+func isNetTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -18,6 +18,7 @@ type CLI struct {
 	Scenario string
 	Output   string // text, json (one array at the end) or jsonl (one object per line)
 	Report   string // HTML report file, "" for none
+	Target   string // latch, redis or etcd
 	Progress bool   // force the progress line on stderr
 	List     bool
 	Wait     time.Duration // how long to wait for the server to answer at all
@@ -32,7 +33,8 @@ func ParseCLI(args []string, stderr io.Writer) (*CLI, error) {
 	c := &CLI{}
 	fs := flag.NewFlagSet("latch loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Addr, "addr", "http://127.0.0.1:7070", "server URL (a bare host:port means http://)")
+	fs.StringVar(&c.Addr, "addr", "http://127.0.0.1:7070", "server URL (a bare host:port means http://; for --target redis, host:port)")
+	fs.StringVar(&c.Target, "target", "latch", "what --addr is: latch, redis (RESP over TCP) or etcd (its v3 JSON gateway), for comparisons")
 	fs.StringVar(&c.Scenario, "scenario", "all", "scenario `name`s, comma-separated (a trailing * matches a prefix: kv64-*), or all")
 	clients := fs.Int("clients", 400, "concurrent clients; when not given each scenario uses its own default: 400, but 50 for lock-handoff\n(the watch rows use them as writers, the idle-waiters row ignores them)")
 	fs.DurationVar(&c.Options.Duration, "duration", DefaultDuration, "how long each scenario runs (default 5s, or no limit when --ops is given)")
@@ -120,12 +122,33 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if c.Options.Clients > 0 {
 		conns = c.Options.Clients
 	}
-	target := NewClient(c.Addr, conns)
-	defer target.Close()
+	var target Target
+	var ping func() error
+	switch c.Target {
+	case "latch":
+		lc := NewClient(c.Addr, conns)
+		defer lc.Close()
+		target = lc
+		ping = func() error {
+			_, err := lc.Post(ctx, "/db/loadtest-ping", []byte("{}"), nil)
+			return err
+		}
+	case "redis":
+		rt := &RedisTarget{Addr: strings.TrimPrefix(c.Addr, "redis://")}
+		target = rt
+		ping = func() error { _, err := rt.Conn().(*redisConn).do(ctx, []byte("PING")); return err }
+	case "etcd":
+		et := NewEtcdTarget(c.Addr, conns)
+		target = et
+		ping = func() error { _, _, err := et.Conn().GetKV(ctx, "loadtest", "ping"); return err }
+	default:
+		fmt.Fprintf(stderr, "latch loadtest: --target %q: want latch, redis or etcd\n", c.Target)
+		return 2
+	}
 	// Fail fast, and clearly, when there is no server.
 	deadline := time.Now().Add(c.Wait)
 	for {
-		_, err := target.Post(ctx, "/db/loadtest-ping", []byte("{}"), nil)
+		err := ping()
 		var apiErr *APIError
 		if err == nil || errors.As(err, &apiErr) {
 			break

@@ -376,7 +376,10 @@ func (e *Engine) Drain() {
 		c := drainCmd{done: make(chan struct{})}
 		select {
 		case s.cmds <- c:
-			<-c.done
+			select {
+			case <-c.done:
+			case <-s.done: // the loop stopped before it read c
+			}
 		case <-s.done:
 		}
 	}

@@ -8,7 +8,7 @@ FUZZTIME_LONG ?= 2m
 # The fuzz targets, as package:Target.
 FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest ./httpapi:FuzzDecodeWatch ./wal:FuzzDecodeFrame ./wal:FuzzOpenDamagedTail ./engine:FuzzDecodeRecord ./snapshot:FuzzRead
 
-.PHONY: all build run test lint vet staticcheck fmt-check unit fuzz-short fuzz bench bench-snapshot clean
+.PHONY: all build run test lint vet staticcheck fmt-check unit unit-norace fuzz-short fuzz bench bench-table bench-compare bench-snapshot clean
 
 all: build
 
@@ -20,7 +20,7 @@ run: build
 	./$(BIN) serve
 
 ## test: every check CI runs: format, vet, staticcheck, tests under -race, short fuzzing
-test: lint unit fuzz-short
+test: lint unit unit-norace fuzz-short
 
 lint: fmt-check vet staticcheck
 
@@ -38,6 +38,11 @@ staticcheck:
 unit:
 	$(GO) test -race -count=1 -timeout 12m ./...
 
+# Tests too big for the race detector (it caps live goroutines at 8128):
+# 10,000 lock waiters over HTTP on one key.
+unit-norace:
+	$(GO) test -count=1 -timeout 5m -run '^TestTenThousandWaiters$$' ./httpapi
+
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
@@ -53,6 +58,24 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./wal ./engine ./httpapi
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./loadtest
+	$(MAKE) bench-table
+
+BENCH_ADDR     ?= 127.0.0.1:7079
+BENCH_DURATION ?= 2s
+BENCH_FLAGS    ?=
+## bench-table: the whole loadtest table against a fresh `latch serve` (about a minute at 2s
+## per row); BENCH_FLAGS="--latency 10ms" for the simulated-latency rows
+bench-table: build
+	@dir=$$(mktemp -d); ./$(BIN) serve --addr $(BENCH_ADDR) --data-dir $$dir/data >$$dir/server.log 2>&1 & pid=$$!; \
+	trap 'kill $$pid; wait $$pid 2>/dev/null; rm -rf $$dir' EXIT; \
+	./$(BIN) loadtest --addr http://$(BENCH_ADDR) --wait 10s --duration $(BENCH_DURATION) --report bench-report.html $(BENCH_FLAGS)
+
+## bench-compare: the table against latch, Redis 7 and etcd 3.4 side by side (BENCHMARKS.md);
+## installs Debian's redis-server and etcd-server if missing (needs root)
+bench-compare: build
+	@command -v redis-server >/dev/null && command -v etcd >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server etcd-server)
+	loadtest/compare.sh $(BENCH_DURATION)
 
 ## bench-snapshot: restart time from log vs snapshot, write p99 during a snapshot
 ## (1,000,000 keys and 100,000 held locks; LATCH_BENCH_KEYS / LATCH_BENCH_LOCKS to change)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -33,6 +34,7 @@ func serve(args []string) int {
 	snapRecords := fs.Int("snapshot-every-records", engine.DefaultSnapshotEveryRecords, "take a snapshot after this many log records (negative: never automatically)")
 	snapEvery := fs.Duration("snapshot-every", engine.DefaultSnapshotEvery, "take a snapshot this often if anything was written")
 	snapKeep := fs.Int("snapshot-keep", engine.DefaultSnapshotKeep, "snapshots to keep; the log is kept back to the oldest")
+	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile (go tool pprof) of the whole run to this file, finished at shutdown")
 	fs.Int64Var(&lim.MaxBodyBytes, "max-body-bytes", lim.MaxBodyBytes, "largest request body")
 	fs.IntVar(&lim.MaxOps, "max-ops", lim.MaxOps, "ops allowed in one request")
 	fs.IntVar(&lim.MaxKeyBytes, "max-key-bytes", lim.MaxKeyBytes, "longest key, lock id or idempotency id")
@@ -48,6 +50,20 @@ func serve(args []string) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "latch serve: --cpu-profile:", err)
+			return 2
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 
 	fatal := make(chan error, 1)
 	cfg := engine.Config{

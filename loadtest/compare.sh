@@ -44,7 +44,7 @@ for lat in $LATENCIES; do
 			etcd) addr=http://127.0.0.1:2479 ;;
 			esac
 			$BIN loadtest --target $t --addr $addr --wait 10s --scenario "$s" --duration "$DURATION" --latency "$lat" -o jsonl 2>/dev/null |
-				sed "s/^{/{\"target\":\"$t\",\"latency_sim\":\"$lat\",/" | tee -a "$OUT" | cut -c1-160 || true
+				tee -a "$OUT" | cut -c1-160 || true
 		done
 	done
 done

@@ -3,12 +3,12 @@ package engine
 import (
 	"context"
 	"fmt"
-	"os"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/latchkv/latch/wal"
 )
 
 // Benchmarks of the apply + commit path: Engine.Do up to a durable reply,
@@ -32,30 +32,14 @@ func benchOpen(b *testing.B) *Engine {
 	return e
 }
 
-// benchMedianFsync appends 64 bytes to a fresh file in dir and fsyncs it,
-// n times, and returns the median.
+// benchMedianFsync is wal.ProbeFsync for a benchmark.
 func benchMedianFsync(b *testing.B, dir string, n int) time.Duration {
 	b.Helper()
-	f, err := os.CreateTemp(dir, "fsync-probe-*")
+	d, err := wal.ProbeFsync(dir, n)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	rec := make([]byte, 64)
-	took := make([]time.Duration, n)
-	for i := range took {
-		start := time.Now()
-		if _, err := f.Write(rec); err != nil {
-			b.Fatal(err)
-		}
-		if err := f.Sync(); err != nil {
-			b.Fatal(err)
-		}
-		took[i] = time.Since(start)
-	}
-	slices.Sort(took)
-	return took[n/2]
+	return d
 }
 
 // benchReportFsync measures the baseline (timer stopped) and reports it

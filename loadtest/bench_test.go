@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/latchkv/latch/wal"
 )
 
 // The HTTP comparison runs of the core server issue (acceptance item 5),
@@ -124,27 +126,14 @@ func BenchmarkLockHandoff(b *testing.B) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// medianFsync appends 64 bytes to a file in dir and fsyncs it, n times.
+// medianFsync is wal.ProbeFsync for a benchmark.
 func medianFsync(b *testing.B, dir string, n int) time.Duration {
-	f, err := os.CreateTemp(dir, "fsync-probe-*")
+	b.Helper()
+	d, err := wal.ProbeFsync(dir, n)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	rec := make([]byte, 64)
-	took := make([]time.Duration, n)
-	for i := range took {
-		start := time.Now()
-		if _, err := f.Write(rec); err != nil {
-			b.Fatal(err)
-		}
-		if err := f.Sync(); err != nil {
-			b.Fatal(err)
-		}
-		took[i] = time.Since(start)
-	}
-	return median(took)
+	return d
 }
 
 // medianRoundTrip times n sequential trivial POSTs to the bare handler.

@@ -1,38 +1,20 @@
 package wal
 
 import (
-	"os"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// rawFsync measures the median cost of a plain 64-byte append plus fsync
-// in dir: the floor under one durable write on this file system.
+// rawFsync is ProbeFsync for a benchmark.
 func rawFsync(b *testing.B, dir string) time.Duration {
 	b.Helper()
-	f, err := os.OpenFile(filepath.Join(dir, "fsync-probe"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	d, err := ProbeFsync(dir, 101)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	buf := make([]byte, 64)
-	samples := make([]time.Duration, 101)
-	for i := range samples {
-		start := time.Now()
-		if _, err := f.Write(buf); err != nil {
-			b.Fatal(err)
-		}
-		if err := f.Sync(); err != nil {
-			b.Fatal(err)
-		}
-		samples[i] = time.Since(start)
-	}
-	slices.Sort(samples)
-	return samples[len(samples)/2]
+	return d
 }
 
 // benchAppend runs run against a fresh log and reports, next to ns/op:

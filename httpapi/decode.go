@@ -46,13 +46,7 @@ func DefaultLimits() Limits {
 // wireRequest is the JSON body of POST /db/{env}. encoding/json matches
 // field names case-insensitively, as the seed API requires.
 type wireRequest struct {
-	LockID         *string
-	LockDur        *float64
-	LockDurMs      *int64
-	LockWait       *float64
-	LockWaitMs     *int64
-	UnlockID       *string
-	Unlock         *handle
+	wireLock
 	KVSet          oneOrMany[wireKVSet]
 	KVGet          kvGetList
 	Atomic         oneOrMany[wireAtomic]
@@ -66,18 +60,24 @@ type wireRequest struct {
 // the flexible shapes of wireRequest need a second pass per list, so
 // decodeRequest tries this first and falls back to wireRequest on error.
 type wireRequestArrays struct {
-	LockID         *string
-	LockDur        *float64
-	LockDurMs      *int64
-	LockWait       *float64
-	LockWaitMs     *int64
-	UnlockID       *string
-	Unlock         *handle
+	wireLock
 	KVSet          []wireKVSet
 	KVGet          []string
 	Atomic         []wireAtomic
 	Seq            []wireSeq
 	IdempotencyIDs []string
+}
+
+// wireLock holds the lock fields, shared by both request shapes; the
+// decoder promotes them, so they stay top-level in the JSON.
+type wireLock struct {
+	LockID     *string
+	LockDur    *float64
+	LockDurMs  *int64
+	LockWait   *float64
+	LockWaitMs *int64
+	UnlockID   *string
+	Unlock     *handle
 }
 
 type wireKVSet struct {
@@ -266,10 +266,8 @@ func (lim *Limits) decodeRequest(body []byte) (*engine.Request, error) {
 	var w wireRequest
 	if err := strictUnmarshal(body, &fast); err == nil {
 		w = wireRequest{
-			LockID: fast.LockID, LockDur: fast.LockDur, LockDurMs: fast.LockDurMs,
-			LockWait: fast.LockWait, LockWaitMs: fast.LockWaitMs,
-			UnlockID: fast.UnlockID, Unlock: fast.Unlock,
-			KVSet: fast.KVSet, KVGet: fast.KVGet, Atomic: fast.Atomic,
+			wireLock: fast.wireLock,
+			KVSet:    fast.KVSet, KVGet: fast.KVGet, Atomic: fast.Atomic,
 			Seq: fast.Seq, IdempotencyIDs: fast.IdempotencyIDs,
 		}
 	} else if err := strictUnmarshal(body, &w); err != nil {

@@ -317,17 +317,7 @@ func (m *model) verify(s *server) {
 	m.t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	byNS := map[string][2][]string{}
-	for k := range m.kv {
-		e := byNS[k.ns]
-		e[0] = append(e[0], k.key)
-		byNS[k.ns] = e
-	}
-	for k := range m.ctr {
-		e := byNS[k.ns]
-		e[1] = append(e[1], k.key)
-		byNS[k.ns] = e
-	}
+	byNS := keysByNS(m.kv, m.ctr)
 	nss := make([]string, 0, len(byNS))
 	for ns := range byNS {
 		nss = append(nss, ns)
@@ -374,22 +364,29 @@ func (m *model) verify(s *server) {
 	}
 }
 
+// keysByNS groups the KV keys and counter keys a model tracks by
+// namespace: [0] the KV keys, [1] the counters.
+func keysByNS[V, W any](kv map[nsKey]V, ctr map[nsKey]W) map[string][2][]string {
+	byNS := map[string][2][]string{}
+	for k := range kv {
+		e := byNS[k.ns]
+		e[0] = append(e[0], k.key)
+		byNS[k.ns] = e
+	}
+	for k := range ctr {
+		e := byNS[k.ns]
+		e[1] = append(e[1], k.key)
+		byNS[k.ns] = e
+	}
+	return byNS
+}
+
 // verifyFrozen checks that a server holds everything f recorded as
 // acknowledged (values at least as new; counters at least as high; no Seq
 // id of f handed out again).
 func (m *model) verifyFrozen(s *server, f frozen) {
 	m.t.Helper()
-	byNS := map[string][2][]string{}
-	for k := range f.kv {
-		e := byNS[k.ns]
-		e[0] = append(e[0], k.key)
-		byNS[k.ns] = e
-	}
-	for k := range f.ctr {
-		e := byNS[k.ns]
-		e[1] = append(e[1], k.key)
-		byNS[k.ns] = e
-	}
+	byNS := keysByNS(f.kv, f.ctr)
 	bad := 0
 	for ns, e := range byNS {
 		vals, ctrs := readState(m.t, s, ns, e[0], e[1])

@@ -12,7 +12,8 @@ FUZZ_LONG     ?= 40
 # The fuzz targets, as package:Target:executions.
 FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest:10000 ./httpapi:FuzzDecodeWatch:10000 ./wal:FuzzDecodeFrame:30000 ./wal:FuzzOpenDamagedTail:3000 ./engine:FuzzDecodeRecord:40000 ./snapshot:FuzzRead:40000
 
-.PHONY: all build run test lint vet staticcheck fmt-check unit unit-norace fuzz-short fuzz bench bench-table bench-compare bench-snapshot clean
+PHONY_PACKAGING := install install-systemd install-check
+.PHONY: $(PHONY_PACKAGING) all build run test lint vet staticcheck fmt-check unit unit-norace fuzz-short fuzz bench bench-table bench-compare bench-snapshot clean
 
 all: build
 
@@ -24,7 +25,7 @@ run: build
 	./$(BIN) serve
 
 ## test: every check CI runs: format, vet, staticcheck, tests under -race, short fuzzing
-test: lint unit unit-norace fuzz-short
+test: lint install-check unit unit-norace fuzz-short
 
 lint: fmt-check vet staticcheck
 
@@ -85,6 +86,30 @@ bench-compare: build
 ## (1,000,000 keys and 100,000 held locks; LATCH_BENCH_KEYS / LATCH_BENCH_LOCKS to change)
 bench-snapshot:
 	$(GO) test -run '^$$' -bench 'BenchmarkRestart|BenchmarkWriteP99DuringSnapshot' -benchtime 1x -timeout 30m -v ./engine
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+## install: the binary to $(DESTDIR)$(PREFIX)/bin/latch (PREFIX=/usr/local by default)
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/latch
+
+## install-systemd: install, plus packaging/latch.service as /etc/systemd/system/latch.service
+install-systemd: install
+	install -d $(DESTDIR)/etc/systemd/system
+	install -m 0644 packaging/latch.service $(DESTDIR)/etc/systemd/system/latch.service
+	@echo "now: systemctl daemon-reload && systemctl enable --now latch"
+
+# install-check: `make install-systemd` into a scratch DESTDIR gives a binary
+# that runs and a unit systemd accepts (when systemd-analyze is present).
+install-check:
+	@d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
+	$(MAKE) -s install-systemd DESTDIR=$$d >/dev/null && \
+	$$d$(PREFIX)/bin/latch version && \
+	test -f $$d/etc/systemd/system/latch.service && \
+	if command -v systemd-analyze >/dev/null; then \
+		sed 's|/usr/local/bin/latch|'$$d$(PREFIX)/bin/latch'|' packaging/latch.service >$$d/latch.service && \
+		systemd-analyze verify $$d/latch.service; fi
 
 clean:
 	rm -rf bin

@@ -66,7 +66,7 @@ type KeysPage struct {
 
 // Stats are engine-wide totals.
 type Stats struct {
-	Namespaces   int
+	Namespaces   int // as listed by Namespaces
 	LocksHeld    int
 	Waiters      int
 	Watchers     int
@@ -153,6 +153,13 @@ func (s *shard) namespacesOf(name string) []*namespace {
 	return out
 }
 
+// hasState tells a namespace worth listing from one that only a read or a
+// finished wait ever touched (the loop creates namespaces on first use).
+func (ns *namespace) hasState() bool {
+	return ns.rev != 0 || ns.kv.Len() > 0 || ns.counters.Len() > 0 || ns.seqs.Len() > 0 ||
+		len(ns.locks) > 0 || len(ns.watchers) > 0 || ns.idem.Len() > 0
+}
+
 // Namespaces lists every namespace that has any state, sorted by name.
 func (e *Engine) Namespaces(ctx context.Context) ([]NamespaceInfo, error) {
 	out, err := eachShard(ctx, e, "", func(s *shard) []NamespaceInfo {
@@ -165,11 +172,10 @@ func (e *Engine) Namespaces(ctx context.Context) ([]NamespaceInfo, error) {
 					held++
 				}
 			}
-			info := NamespaceInfo{Name: ns.name, Keys: ns.kv.Len(), Counters: ns.counters.Len(), Locks: held, Revision: ns.rev}
-			if info.Keys+info.Counters+info.Locks == 0 && info.Revision == 0 && ns.seqs.Len() == 0 && len(ns.watchers) == 0 && len(ns.locks) == 0 {
-				continue // touched by a read only
+			if !ns.hasState() {
+				continue
 			}
-			part = append(part, info)
+			part = append(part, NamespaceInfo{Name: ns.name, Keys: ns.kv.Len(), Counters: ns.counters.Len(), Locks: held, Revision: ns.rev})
 		}
 		return part
 	})
@@ -274,7 +280,9 @@ func (e *Engine) Stats(ctx context.Context) (Stats, error) {
 		now := nowMs()
 		var p part
 		for _, ns := range s.nss {
-			p.nss++
+			if ns.hasState() {
+				p.nss++
+			}
 			for _, l := range ns.locks {
 				if l.heldAt(now) {
 					p.held++

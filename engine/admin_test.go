@@ -143,7 +143,7 @@ func TestAdminViews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.LocksHeld != 2 || st.Waiters != 2 || st.Watchers != 2 || st.LastHandle != e.LastHandle() || st.WALBytes <= 0 || st.LastSnapshot != nil {
+	if st.Namespaces != 2 || st.LocksHeld != 2 || st.Waiters != 2 || st.Watchers != 2 || st.LastHandle != e.LastHandle() || st.WALBytes <= 0 || st.LastSnapshot != nil {
 		t.Fatalf("Stats: %+v", st)
 	}
 	if _, err := e.Snapshot(); err != nil {

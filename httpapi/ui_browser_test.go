@@ -3,14 +3,20 @@ package httpapi_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/latchkv/latch/engine"
+	"github.com/latchkv/latch/httpapi"
 )
 
 // The admin page, end to end in a real headless Chromium: the page polls
@@ -22,10 +28,15 @@ import (
 // it also saves the screenshots docs/OPERATIONS.md shows (make
 // ui-screenshots).
 
-// chromiumPath finds the browser or fails the test.
+// chromiumPath finds the browser (LATCH_CHROMIUM names another binary)
+// or fails the test.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
+	names := []string{"/usr/bin/chromium", "chromium", "chromium-browser"}
+	if p := os.Getenv("LATCH_CHROMIUM"); p != "" {
+		names = []string{p}
+	}
+	for _, name := range names {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
@@ -164,9 +175,9 @@ func TestAdminPageBrowser(t *testing.T) {
 	browse(t, ctx, "the row shows the waiter as the holder",
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`%s[data-handle="%d"][data-waiters="0"]`, row, got.Lock))),
 	)
-	status, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("status")))
-	if err != nil || !strings.Contains(status, fmt.Sprintf("handle %d", holder)) {
-		t.Errorf("status line %q (%v): want the released handle %d", status, err, holder)
+	done, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#actions li")))
+	if err != nil || !strings.Contains(done, fmt.Sprintf("Released shop/nightly-report (handle %d)", holder)) {
+		t.Errorf("recent actions %q (%v): want the release of handle %d", done, err, holder)
 	}
 	wantErr(t, ts.post(t, "/db/shop", unlockBody("nightly-report", holder)), 409, "lock_lost")
 
@@ -202,4 +213,63 @@ func TestAdminPageBrowser(t *testing.T) {
 		t.Fatalf("prefix user/00: %d rows (%v), want 9", len(rows), err)
 	}
 	screenshot(t, ctx, "ui-keys.png", `section[aria-labelledby="keys-h"]`)
+}
+
+// TestAdminPageSendsToken: the token typed into the page goes out as a
+// Bearer token on every admin request and is kept in sessionStorage. A
+// stand-in for auth (the real one lives elsewhere) refuses /admin/
+// requests without it, as the real one does with 401 unauthorized.
+func TestAdminPageSendsToken(t *testing.T) {
+	ctx := newBrowser(t)
+	eng, err := engine.Open(engine.Config{Dir: t.TempDir(), SnapshotEveryRecords: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httpapi.New(eng, httpapi.DefaultLimits())
+	var mu sync.Mutex
+	seen := map[string]int{} // Authorization header -> admin requests
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/admin/") {
+			auth := r.Header.Get("Authorization")
+			mu.Lock()
+			seen[auth]++
+			mu.Unlock()
+			if auth != "Bearer s3cret-token" {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				io.WriteString(w, `{"Code":"unauthorized","Message":"a valid admin token is required"}`) //nolint:errcheck
+				return
+			}
+		}
+		api.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		if err := eng.Close(); err != nil {
+			t.Errorf("engine.Close: %v", err)
+		}
+	})
+
+	browse(t, ctx, "the page asks for the token",
+		chromedp.Navigate(srv.URL+"/ui"),
+		chromedp.Poll[chromedp.Void](`document.getElementById("status").textContent.includes("admin token")`, chromedp.WithPollingTimeout(hangGuard)),
+		chromedp.SendKeys(chromedp.ID("token"), "s3cret-token"),
+		chromedp.Click(chromedp.ID("token-save")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("status").textContent.startsWith("Live")`, chromedp.WithPollingTimeout(hangGuard)),
+	)
+	stored, err := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem("latch.adminToken")`))
+	if err != nil || stored != "s3cret-token" {
+		t.Fatalf("sessionStorage holds %q (%v)", stored, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[""] == 0 || seen["Bearer s3cret-token"] < 4 {
+		t.Fatalf("Authorization headers seen on /admin/: %v; want requests without a token first, then with it", seen)
+	}
+	for h := range seen {
+		if h != "" && h != "Bearer s3cret-token" {
+			t.Fatalf("unexpected Authorization header %q", h)
+		}
+	}
 }

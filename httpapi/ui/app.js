@@ -161,9 +161,9 @@ async function forceRelease(l) {
   state.confirming = "";
   try {
     const r = await api("/admin/locks/release", { Namespace: l.Namespace, Key: l.Key, Handle: l.Handle });
-    setStatus("Released " + l.Namespace + "/" + l.Key + " (handle " + r.Handle + ").", false);
+    logAction("Released " + l.Namespace + "/" + l.Key + " (handle " + r.Handle + ").", false);
   } catch (e) {
-    setStatus("Force release of " + l.Namespace + "/" + l.Key + " failed: " + describe(e), true);
+    logAction("Force release of " + l.Namespace + "/" + l.Key + " failed: " + describe(e), true);
   }
   poll();
 }
@@ -216,6 +216,15 @@ function describe(e) {
     return e.message + (e.code ? " [" + e.code + "]" : "");
   }
   return "the server is unreachable (" + e.message + ")";
+}
+
+// logAction reports the outcome of something the user did, in the status
+// line for a few seconds and in the list of recent actions for good.
+function logAction(msg, bad) {
+  setStatus(msg, bad);
+  const list = $("#actions");
+  list.prepend(el("li", { class: bad ? "bad" : "" }, fmtTime(Date.now()) + " " + msg));
+  while (list.children.length > 5) list.lastElementChild.remove();
 }
 
 let flashUntil = 0; // an action's outcome stays up a few seconds

@@ -12,8 +12,9 @@ FUZZ_LONG     ?= 40
 # The fuzz targets, as package:Target:executions.
 FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest:10000 ./httpapi:FuzzDecodeWatch:10000 ./wal:FuzzDecodeFrame:30000 ./wal:FuzzOpenDamagedTail:3000 ./engine:FuzzDecodeRecord:40000 ./snapshot:FuzzRead:40000
 
-PHONY_PACKAGING := install install-systemd install-check
-.PHONY: $(PHONY_PACKAGING) all build run test lint vet staticcheck fmt-check unit unit-norace fuzz-short fuzz bench bench-table bench-compare bench-snapshot clean
+.PHONY: all build run test lint vet staticcheck fmt-check unit unit-norace fuzz-short fuzz bench bench-table bench-compare bench-snapshot clean
+.PHONY: install install-systemd install-check
+.PHONY: chromium ui-screenshots
 
 all: build
 
@@ -40,8 +41,19 @@ staticcheck:
 	@test -x $(GOBIN)/staticcheck || $(GO) install $(STATICCHECK)
 	$(GOBIN)/staticcheck ./...
 
-unit:
+unit: chromium
 	$(GO) test -race -count=1 -timeout 12m ./...
+
+## chromium: Debian's headless Chromium for the admin page's browser test
+## (httpapi/ui_browser_test.go fails without it unless LATCH_SKIP_BROWSER=1)
+chromium:
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+## ui-screenshots: regenerate docs/img/ui-*.png from the browser test
+ui-screenshots: chromium
+	LATCH_UI_SCREENSHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -run '^TestAdminPageBrowser$$' ./httpapi
 
 # Tests too big for the race detector (it caps live goroutines at 8128):
 # 10,000 lock waiters over HTTP on one key.

@@ -198,7 +198,7 @@ func (s *shard) applyEffects(ns *namespace, effs []effect) {
 			if !s.replaying {
 				s.deadlines.track(l)
 			}
-		case effRelease:
+		case effRelease, effForceRelease:
 			if l := ns.locks[e.key]; l != nil && l.handle == e.num {
 				l.handle, l.deadlineMs = 0, 0
 				ns.held.Delete(e.key)

@@ -18,6 +18,7 @@ import (
 //	  effGrant    key  uvarint(handle)  varint(deadline unix ms)
 //	  effRelease  key  uvarint(handle)
 //	  effIdem     id   varint(expiry unix ms)
+//	  effForceRelease key uvarint(handle)   an operator's release (admin API)
 //	key, id, bytes = uvarint(len) + raw bytes
 //
 // Deadlines and expiries are absolute so replay never needs the clock to
@@ -30,6 +31,10 @@ const (
 	effGrant   byte = 5
 	effRelease byte = 6
 	effIdem    byte = 7
+	// effForceRelease is a release an operator forced through the admin
+	// API rather than the holder's unlock. It applies exactly like
+	// effRelease; its own kind keeps the log honest about who let go.
+	effForceRelease byte = 8
 )
 
 // maxFieldLen bounds any length field when decoding, so a damaged record
@@ -62,7 +67,7 @@ func encodeRecord(dst []byte, ns string, effs []effect) []byte {
 			dst = binary.AppendUvarint(dst, e.num)
 			dst = binary.AppendUvarint(dst, uint64(len(e.value)))
 			dst = append(dst, e.value...)
-		case effDelete, effSeq, effRelease:
+		case effDelete, effSeq, effRelease, effForceRelease:
 			dst = binary.AppendUvarint(dst, e.num)
 		case effCounter, effIdem:
 			dst = binary.AppendVarint(dst, e.signed)
@@ -134,7 +139,7 @@ func decodeRecord(b []byte) (ns string, effs []effect, err error) {
 		case effPut:
 			e.num = d.uvarint()
 			e.value = d.bytes()
-		case effDelete, effSeq, effRelease:
+		case effDelete, effSeq, effRelease, effForceRelease:
 			e.num = d.uvarint()
 		case effCounter, effIdem:
 			e.signed = d.varint()

@@ -14,6 +14,7 @@ func sampleEffects() []effect {
 		{kind: effGrant, key: "L", num: 99, signed: 1_795_000_000_000},
 		{kind: effRelease, key: "L", num: 99},
 		{kind: effIdem, key: "id-1", signed: 1_795_000_000_000},
+		{kind: effForceRelease, key: "L", num: 100},
 	}
 }
 
@@ -42,6 +43,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeRecord(nil, "", nil))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add([]byte{2, 'n', 's', 9, 0})
+	f.Add(encodeRecord(nil, "ns", []effect{{kind: effForceRelease, key: "L", num: 7}}))
+	f.Add([]byte{2, 'n', 's', effForceRelease, 1, 'L'}) // handle missing
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ns, effs, err := decodeRecord(b)
 		if err != nil {

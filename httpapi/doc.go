@@ -8,6 +8,8 @@
 //	POST /db/{env}     one atomic request (locks, KV, counters, sequences)
 //	POST /req/{env}    the same handler, for the original Dragon Lock client
 //	POST /watch/{env}  long-poll until a key's version differs
+//	GET  /admin/...    live views and POST /admin/locks/release (adminapi.go)
+//	GET  /ui           the admin page, embedded static files (ui.go)
 //
 // Every error body is {"Code": "<stable snake_case>", "Message": "<what to
 // fix>"}; the codes and their statuses are the table in errors.go.

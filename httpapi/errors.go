@@ -33,6 +33,9 @@ const (
 	CodeStorageFailed      = "storage_failed"
 	CodeCanceled           = "canceled"
 	CodeInternal           = "internal"
+	// Admin API (adminapi.go).
+	CodeLockNotHeld       = "lock_not_held"
+	CodeNamespaceRequired = "namespace_required"
 )
 
 // StatusClientClosedRequest is nginx's status for a client that went away;
@@ -56,6 +59,7 @@ var engineErrors = []struct {
 	{engine.ErrShuttingDown, http.StatusServiceUnavailable, CodeShuttingDown},
 	{engine.ErrStorageFailed, http.StatusServiceUnavailable, CodeStorageFailed},
 	{engine.ErrCanceled, StatusClientClosedRequest, CodeCanceled},
+	{engine.ErrLockNotHeld, http.StatusNotFound, CodeLockNotHeld},
 }
 
 // apiError is an error with its HTTP status and API code.

@@ -24,6 +24,8 @@ func New(eng *engine.Engine, lim Limits) *Server {
 	s.mux.HandleFunc("/req/{env}", s.post(s.handleDB))
 	s.mux.HandleFunc("/watch/{env}", s.post(s.handleWatch))
 	s.mux.HandleFunc("/admin/snapshot", s.handleSnapshot)
+	s.registerAdmin() // adminapi.go
+	s.registerUI()    // ui.go
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, code: CodeNotFound,
 			msg: "no route " + r.Method + " " + r.URL.Path + "; the API is POST /db/{env}, POST /req/{env} and POST /watch/{env}"})

@@ -50,6 +50,8 @@ func serve(args []string) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	slog.SetDefault(log)      // httpapi logs admin actions through the default logger
+	httpapi.Version = version // reported by GET /admin/stats
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {

@@ -78,7 +78,10 @@ func TestWaitersNeverGhostGranted(t *testing.T) {
 func TestFIFOAndExpiryHandoff(t *testing.T) {
 	e := openTest(t, t.TempDir(), 1)
 	ctx := context.Background()
-	if _, err := e.Do(ctx, "ns", &Request{LockID: "L", LockDurMs: 50}); err != nil {
+	// The first lock is held until every waiter has parked, however slow
+	// the machine, then released; the grants after it hand off by expiry.
+	first, err := e.Do(ctx, "ns", &Request{LockID: "L", LockDurMs: 60_000})
+	if err != nil {
 		t.Fatal(err)
 	}
 	const n = 20
@@ -101,6 +104,9 @@ func TestFIFOAndExpiryHandoff(t *testing.T) {
 			grants <- grant{i, resp.Lock}
 		}(i)
 		waitParked(t, e, "ns", "L", i+1)
+	}
+	if _, err := e.Do(ctx, "ns", &Request{UnlockID: "L", Unlock: first.Lock}); err != nil {
+		t.Fatal(err)
 	}
 	wg.Wait()
 	close(grants)

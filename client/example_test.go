@@ -14,7 +14,7 @@ import (
 // them identical (TestReadmeGoSnippet checks).
 func Example() {
 	ctx := context.Background()
-	c, err := client.New(exampleURL, client.WithNamespace("prod"))
+	c, err := client.New(exampleURL, client.WithNamespace("app"))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -341,5 +342,98 @@ func TestCLILocks(t *testing.T) {
 	out := mustLatch(t, env, 0, "locks")
 	if !strings.Contains(out, "HANDLE") || !strings.Contains(out, "clia") || !strings.Contains(out, "other") {
 		t.Fatalf("locks (text, every namespace): %q", out)
+	}
+}
+
+// shellWords splits a command line of the README: words separated by
+// spaces, single quotes taken literally, a "  #" starting a comment.
+func shellWords(t *testing.T, line string) []string {
+	t.Helper()
+	var words []string
+	var cur strings.Builder
+	inWord, quoted := false, false
+	for i := 0; i < len(line); i++ {
+		ch := line[i]
+		switch {
+		case quoted && ch == '\'':
+			quoted = false
+		case quoted:
+			cur.WriteByte(ch)
+		case ch == '\'':
+			quoted, inWord = true, true
+		case ch == '#' && !inWord:
+			i = len(line)
+		case ch == ' ':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(ch)
+			inWord = true
+		}
+	}
+	if quoted {
+		t.Fatalf("unterminated quote in %q", line)
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+var exitNote = regexp.MustCompile(`^# \(exit code (\d+)`)
+
+// TestReadmeShell runs the README's "From the shell" session, in order, on
+// a fresh server, and checks every output written under a command.
+func TestReadmeShell(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)## From the shell\n.*?```sh\n(.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal(`README.md: no "From the shell" section with a sh block`)
+	}
+	s := startServer(t, t.TempDir(), nil)
+	env := []string{"LATCH_ADDR=" + s.URL}
+	lines := strings.Split(string(m[1]), "\n")
+	ran := 0
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		switch {
+		case strings.HasPrefix(line, "export "):
+			for _, kv := range shellWords(t, strings.TrimPrefix(line, "export ")) {
+				if !strings.HasPrefix(kv, "PATH=") {
+					env = append(env, kv)
+				}
+			}
+			continue
+		case !strings.HasPrefix(line, "latch "):
+			continue
+		}
+		args := shellWords(t, line)[1:]
+		wantCode, want := 0, ""
+		for i+1 < len(lines) && strings.HasPrefix(lines[i+1], "# ") {
+			i++
+			if n := exitNote.FindStringSubmatch(lines[i]); n != nil {
+				wantCode, _ = strconv.Atoi(n[1])
+				continue
+			}
+			exp := strings.TrimPrefix(lines[i], "# ")
+			if note := strings.Index(exp, "  # "); note >= 0 {
+				exp = exp[:note]
+			}
+			want += exp + "\n"
+		}
+		code, out, errOut := runLatch(t, env, args...)
+		if code != wantCode || (wantCode == 0 && out != want) {
+			t.Fatalf("README.md %q: exit %d, stdout %q, want exit %d, stdout %q; stderr: %s", line, code, out, wantCode, want, errOut)
+		}
+		ran++
+	}
+	if ran < 5 {
+		t.Fatalf("only %d commands found in the README's shell session", ran)
 	}
 }

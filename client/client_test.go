@@ -531,3 +531,36 @@ func TestAdminLocks(t *testing.T) {
 		t.Fatalf("AdminLocks: %+v, want A with handle %d", locks, l.Handle())
 	}
 }
+
+// Canceling the context of a waiting Lock ends the call with the
+// context's error. (That the server then drops the waiter is the server's
+// guarantee, tested in httpapi; from here there is no way to wait for the
+// server to notice the closed connection before releasing the lock.)
+func TestLockCancelWhileWaiting(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	a := newClient(t, s.URL)
+	b := newClient(t, s.URL)
+	l, err := a.Lock(ctx, "C", client.LockOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.Lock(wctx, "C", client.LockOptions{TTL: time.Second, Wait: time.Minute})
+		errc <- err
+	}()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("canceled Lock: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("a canceled Lock kept waiting")
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -20,7 +20,7 @@ type LockOptions struct {
 	// If an extension is refused (the lock was lost) or none succeeds
 	// before the deadline, Done is closed and Err says why.
 	KeepAlive bool
-	// KeepAliveEvery is the extension period; default TTL/3.
+	// KeepAliveEvery is the extension period; default TTL/3, at most TTL/2.
 	KeepAliveEvery time.Duration
 }
 
@@ -67,6 +67,9 @@ func (c *Client) Lock(ctx context.Context, name string, opts LockOptions) (*Lock
 		if l.every <= 0 {
 			l.every = opts.TTL / 3
 		}
+		// An extension must be able to fail and be retried before the
+		// deadline; a period near the TTL would leave no room for that.
+		l.every = min(l.every, opts.TTL/2)
 		go l.keepAlive()
 	} else {
 		close(l.kaDone)

@@ -76,7 +76,12 @@ func New(addr string, opts ...Option) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("latch: server address %q: want http://host:port", addr)
 	}
-	c := &Client{base: strings.TrimRight(addr, "/"), ns: DefaultNamespace, hc: &http.Client{}, retry: DefaultRetry}
+	// net/http keeps only 2 idle connections per host by default; with
+	// more concurrent callers every extra request would open (and leave in
+	// TIME_WAIT) a new connection.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	c := &Client{base: strings.TrimRight(addr, "/"), ns: DefaultNamespace, hc: &http.Client{Transport: tr}, retry: DefaultRetry}
 	for _, o := range opts {
 		o(c)
 	}

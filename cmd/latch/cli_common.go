@@ -37,7 +37,9 @@ Client verbs (talk to a running server):
   latch set KEY VALUE [--string]
                             write a key; VALUE is JSON if it parses, else a string
   latch del KEY             delete a key
-  latch watch KEY           print one JSON line per change of KEY until Ctrl-C
+  latch watch KEY [--version N]
+                            print one JSON line per change of KEY until Ctrl-C
+                            (changes after version N; default: the current one)
   latch incr KEY [--by N]   add N (default 1) to a counter, print the new value
   latch seq KEY [--count N] take N (default 1) ids from a sequence, print them
   latch locks [--ns NAME]   list held locks: handle, until when, waiters (admin)

@@ -162,9 +162,10 @@ func seqCmd(args []string) int {
 }
 
 // watchCmd prints one JSON line per change of the key, from its state
-// when the watch starts, until Ctrl-C (exit 0).
+// when the watch starts (or from --version), until Ctrl-C (exit 0).
 func watchCmd(args []string) int {
 	cf := newClientFlags("watch")
+	from := cf.fs.Int64("version", -1, "report changes from this version on (0: from \"missing\", so an existing key is printed at once); default: the key's version when the watch starts")
 	pos, err := cf.positional(args, 1)
 	if err != nil {
 		return usageError("watch", err)
@@ -175,11 +176,15 @@ func watchCmd(args []string) int {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	cur, err := c.Get(ctx, pos[0])
-	if err != nil && !errors.Is(err, client.ErrNotFound) {
-		return fail("watch", err)
+	version := uint64(*from)
+	if *from < 0 {
+		cur, err := c.Get(ctx, pos[0])
+		if err != nil && !errors.Is(err, client.ErrNotFound) {
+			return fail("watch", err)
+		}
+		version = cur.Version
 	}
-	w := c.Changes(ctx, pos[0], cur.Version)
+	w := c.Changes(ctx, pos[0], version)
 	for kv := range w.C() {
 		printJSON(os.Stdout, kvLine(kv))
 	}

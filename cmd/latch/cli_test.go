@@ -179,12 +179,11 @@ func TestCLIWatch(t *testing.T) {
 	s := startServer(t, t.TempDir(), nil)
 	env := cliEnv(s, "cliw")
 	mustLatch(t, env, 0, "set", "k", `"before"`)
-	w := startCLI(t, env, "watch", "k")
-	// Each write is made after the previous line arrived, so every one of
-	// them must be reported (the watch starts from the state before them).
+	// --version 1 (the state set above): the first write below is
+	// reported even if it lands before the watch process has started.
+	// Each later write is made after the previous line arrived.
+	w := startCLI(t, env, "watch", "k", "--version", "1")
 	for i, v := range []string{`"one"`, `{"two":2}`} {
-		// The watch may not be parked yet at the first write; it starts
-		// from the version it read, so it reports the write either way.
 		mustLatch(t, env, 0, "set", "k", v)
 		var got struct {
 			Key     string

@@ -4,6 +4,7 @@
 //	latch loadtest [flags]   load-test a running server over HTTP
 //	latch snapshot ...       save, restore and inspect snapshots
 //	latch version
+//	latch lock|get|set|del|watch|incr|seq|locks   client verbs (cli_*.go)
 package main
 
 import (
@@ -22,6 +23,8 @@ Usage:
   latch snapshot save|restore|inspect
                             back up, restore and examine snapshots
   latch version             print the version
+  latch lock|get|set|del|watch|incr|seq|locks ...
+                            client verbs: see latch help
 
 Every flag can also be set from the environment: --data-dir is LATCH_DATA_DIR.
 `
@@ -43,7 +46,12 @@ func main() {
 		fmt.Println("latch", version)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
+		fmt.Print(clientUsage)
 	default:
+		if isClientVerb(os.Args[1]) {
+			code = clientCmd(os.Args[1], os.Args[2:])
+			break
+		}
 		fmt.Fprintf(os.Stderr, "latch: unknown command %q\n\n%s", os.Args[1], usage)
 		code = 2
 	}

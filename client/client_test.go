@@ -520,10 +520,6 @@ func TestAdminLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	locks, err := c.AdminLocks(ctx, "adm")
-	var ae *client.APIError
-	if errors.As(err, &ae) && ae.Status == 404 && ae.Code == "not_found" {
-		t.Skip("admin endpoint not merged yet")
-	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -292,20 +291,9 @@ func TestCLILockLost(t *testing.T) {
 	}
 }
 
-// GET /admin/locks is built on another branch; until it is merged the
-// server answers 404 not_found and this test skips.
+// latch locks lists held locks from GET /admin/locks.
 func TestCLILocks(t *testing.T) {
 	s := startServer(t, t.TempDir(), nil)
-	resp, err := s.client.Get(s.URL + "/admin/locks")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var e struct{ Code string }
-	json.NewDecoder(resp.Body).Decode(&e) //nolint:errcheck
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound && e.Code == "not_found" {
-		t.Skip("admin endpoint not merged yet")
-	}
 	env := cliEnv(s, "ignored")
 	held := s.mustDB("clia", map[string]any{"LockID": "L", "LockDur": 60}, 200)
 	s.mustDB("other", map[string]any{"LockID": "M", "LockDur": 60}, 200)

@@ -12,7 +12,7 @@ FUZZ_LONG     ?= 40
 # The fuzz targets, as package:Target:executions.
 FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest:10000 ./httpapi:FuzzDecodeWatch:10000 ./wal:FuzzDecodeFrame:30000 ./wal:FuzzOpenDamagedTail:3000 ./engine:FuzzDecodeRecord:40000 ./snapshot:FuzzRead:40000
 
-.PHONY: all build run test lint vet staticcheck fmt-check unit unit-norace fuzz-short fuzz bench bench-table bench-compare bench-snapshot clean
+.PHONY: all build run test lint vet staticcheck fmt-check unit unit-norace fuzz-short fuzz bench bench-table bench-compare bench-snapshot soak clean
 
 all: build
 
@@ -85,6 +85,17 @@ bench-compare: build
 ## (1,000,000 keys and 100,000 held locks; LATCH_BENCH_KEYS / LATCH_BENCH_LOCKS to change)
 bench-snapshot:
 	$(GO) test -run '^$$' -bench 'BenchmarkRestart|BenchmarkWriteP99DuringSnapshot' -benchtime 1x -timeout 30m -v ./engine
+
+SOAK_DURATION   ?= 10m
+SOAK_KILL_EVERY ?= 30s
+## soak: mixed load (KV, counters, sequences, locks, watches) against the real binary for
+## SOAK_DURATION with a SIGKILL and restart every SOAK_KILL_EVERY; fails if anything
+## acknowledged is lost; prints ops, crashes, RSS and goroutines over time. Not in `make test`.
+## Durations are Go durations with one unit (90s, 2m, 1h); the go test timeout is twice that plus 10 min.
+soak:
+	@secs=$$(echo '$(SOAK_DURATION)' | awk '/h$$/ {print int($$0*3600); next} /ms$$/ {print 1; next} /m$$/ {print int($$0*60); next} {print int($$0)}'); \
+	LATCH_SOAK=1 LATCH_SOAK_DURATION=$(SOAK_DURATION) LATCH_SOAK_KILL_EVERY=$(SOAK_KILL_EVERY) \
+		$(GO) test -count=1 -v -run '^TestSoak$$' -timeout $$(( 2 * secs + 600 ))s ./cmd/latch
 
 clean:
 	rm -rf bin

@@ -828,6 +828,7 @@ func runLockSafety(t *testing.T, grants, restarts, nLocks, perLock int) {
 		if s.Exited() {
 			t.Fatalf("the server exited by itself: %v\n%s", s.state, s.tail(10))
 		}
+		t.Logf("phase %d/%d: %d grants after %s", p+1, phases, r.tr.grantCount(), time.Since(start).Round(time.Millisecond))
 		if p == phases-1 {
 			break
 		}
@@ -849,8 +850,8 @@ func runLockSafety(t *testing.T, grants, restarts, nLocks, perLock int) {
 		}
 		s.crash()
 		crashes++
-		<-done
 		close(stop)
+		<-done
 		s = startLockServer(t, dir)
 		checkBlocked(r, s)
 	}

@@ -945,3 +945,38 @@ func TestLockSafety(t *testing.T) {
 	restarts := envInt(t, "LATCH_LOCK_RESTARTS", 1)
 	runLockSafety(t, grants, restarts, 50, 4)
 }
+
+// TestLockCheckerOnRealServer shows the checker and the probe catching, on
+// the real server's replies, what they exist to catch: a hold the clients
+// do not know of (as a granted give-up would be) and two holders (made up
+// here by hiding an unlock from the trace).
+func TestLockCheckerOnRealServer(t *testing.T) {
+	t.Parallel()
+	s := startLockServer(t, t.TempDir())
+	r := &lockRun{t: t, tr: newLockTrace(), excuse: map[string]int64{}}
+	const ns = "checker"
+
+	// A hold nobody recorded: the probe must call the lock held by no known holder.
+	s.mustDB(ns, map[string]any{"LockID": "ghost", "LockDurMs": 60000}, http.StatusOK)
+	probe(r, s, [][2]string{{ns, "ghost"}})
+	if got := strings.Join(r.tr.check(), "\n"); !strings.Contains(got, "gave up was granted") {
+		t.Errorf("a lock held by an unrecorded grant: the probe reported %q", got)
+	}
+
+	// A recorded hold whose unlock the trace never hears of, then a second
+	// grant: two holders as far as the trace can tell.
+	tr := newLockTrace()
+	grant := func() dbResp {
+		sent := time.Now()
+		g := s.mustDB(ns, map[string]any{"LockID": "twice", "LockDurMs": 60000}, http.StatusOK)
+		tr.granted(ns+"/twice", g.Lock, g.TillMs, 60000, sent, time.Now())
+		return g
+	}
+	a := grant()
+	s.mustDB(ns, map[string]any{"UnlockID": "twice", "Unlock": a.Lock}, http.StatusOK) // hidden from tr
+	grant()
+	if got := strings.Join(tr.check(), "\n"); !strings.Contains(got, "two holders") {
+		t.Errorf("a second grant while the trace believes the first still holds: check reported %q", got)
+	}
+	s.stop()
+}

@@ -668,9 +668,9 @@ func (c *lockClient) waiterGivesUp(r *lockRun, s *server) error {
 	return err
 }
 
-// runClients runs every client against s until stop is closed (each then
+// runLockClients runs every client against s until stop is closed (each then
 // stops between requests, holding or not) or the server is gone.
-func runClients(r *lockRun, s *server, cs []*lockClient, stop <-chan struct{}) {
+func runLockClients(r *lockRun, s *server, cs []*lockClient, stop <-chan struct{}) {
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		wg.Add(1)
@@ -691,8 +691,8 @@ func runClients(r *lockRun, s *server, cs []*lockClient, stop <-chan struct{}) {
 	wg.Wait()
 }
 
-// releaseAll has every holder release (quietly: the probes come next).
-func releaseAll(r *lockRun, s *server, cs []*lockClient) {
+// releaseAllHolds has every holder release (quietly: the probes come next).
+func releaseAllHolds(r *lockRun, s *server, cs []*lockClient) {
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		if c.handle == 0 {
@@ -713,9 +713,9 @@ func releaseAll(r *lockRun, s *server, cs []*lockClient) {
 	wg.Wait()
 }
 
-// probe acquires every lock with LockWaitMs 0 once every known hold of it
+// probeFreeLocks acquires every lock with LockWaitMs 0 once every known hold of it
 // has ended: it must be granted at once, else a waiter that gave up holds it.
-func probe(r *lockRun, s *server, locks [][2]string) {
+func probeFreeLocks(r *lockRun, s *server, locks [][2]string) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for _, nl := range locks {
@@ -761,9 +761,9 @@ func probe(r *lockRun, s *server, locks [][2]string) {
 	wg.Wait()
 }
 
-// checkBlocked checks, right after a restart or the restore, that every
+// checkHeldLocksBlock checks, right after a restart or the restore, that every
 // lock a client knows to be held blocks a LockWaitMs 0 acquire (I5).
-func checkBlocked(r *lockRun, s *server) int {
+func checkHeldLocksBlock(r *lockRun, s *server) int {
 	n := 0
 	for _, h := range r.tr.openHolds(time.Now().UnixMilli() + 100) {
 		ns, name, _ := strings.Cut(h.lock, "/")
@@ -825,7 +825,7 @@ func runLockSafety(t *testing.T, grants, restarts, nLocks, perLock int) {
 		target := grants * (p + 1) / phases
 		stop := make(chan struct{})
 		done := make(chan struct{})
-		go func() { defer close(done); runClients(r, s, cs, stop) }()
+		go func() { defer close(done); runLockClients(r, s, cs, stop) }()
 		for r.tr.grantCount() < target && !s.Exited() {
 			select {
 			case <-done:
@@ -845,17 +845,17 @@ func runLockSafety(t *testing.T, grants, restarts, nLocks, perLock int) {
 			break
 		}
 		if p+1 == restoreAt {
-			s, dir = saveAndRestore(t, r, s)
+			s, dir = lockSaveAndRestore(t, r, s)
 			restored = true
 			continue
 		}
 		// A quiet point: every hold released, every lock must be free.
-		releaseAll(r, s, cs)
-		probe(r, s, locks)
+		releaseAllHolds(r, s, cs)
+		probeFreeLocks(r, s, locks)
 		// Then a crash under load.
 		stop = make(chan struct{})
 		done = make(chan struct{})
-		go func() { defer close(done); runClients(r, s, cs, stop) }()
+		go func() { defer close(done); runLockClients(r, s, cs, stop) }()
 		burst := r.tr.grantCount() + 200
 		for r.tr.grantCount() < burst && !s.Exited() {
 			time.Sleep(5 * time.Millisecond)
@@ -865,10 +865,10 @@ func runLockSafety(t *testing.T, grants, restarts, nLocks, perLock int) {
 		close(stop)
 		<-done
 		s = startLockServer(t, dir)
-		checkBlocked(r, s)
+		checkHeldLocksBlock(r, s)
 	}
-	releaseAll(r, s, cs)
-	probe(r, s, locks)
+	releaseAllHolds(r, s, cs)
+	probeFreeLocks(r, s, locks)
 	s.stop()
 	for i, v := range r.tr.check() {
 		if i == 30 {
@@ -895,11 +895,11 @@ func runLockSafety(t *testing.T, grants, restarts, nLocks, perLock int) {
 	}
 }
 
-// saveAndRestore saves s with `latch snapshot save` while a lock is held,
+// lockSaveAndRestore saves s with `latch snapshot save` while a lock is held,
 // kills it, restores the snapshot into a new directory and boots from it.
 // Locks held at the save must block until their deadlines; the trace
 // checks that new handles are above every earlier one.
-func saveAndRestore(t *testing.T, r *lockRun, s *server) (*server, string) {
+func lockSaveAndRestore(t *testing.T, r *lockRun, s *server) (*server, string) {
 	const ns, name, dur = "locksafe-restore", "held", 4000
 	sent := time.Now()
 	resp := s.mustDB(ns, map[string]any{"LockID": name, "LockDurMs": dur}, http.StatusOK)
@@ -919,7 +919,7 @@ func saveAndRestore(t *testing.T, r *lockRun, s *server) (*server, string) {
 		t.Fatal(err)
 	}
 	s = startLockServer(t, newDir)
-	if n := checkBlocked(r, s); n == 0 {
+	if n := checkHeldLocksBlock(r, s); n == 0 {
 		t.Errorf("no lock held at the save blocked after the restore")
 	}
 	// The lock held at the save is granted only at its deadline, with a
@@ -958,7 +958,7 @@ func TestLockCheckerOnRealServer(t *testing.T) {
 
 	// A hold nobody recorded: the probe must call the lock held by no known holder.
 	s.mustDB(ns, map[string]any{"LockID": "ghost", "LockDurMs": 60000}, http.StatusOK)
-	probe(r, s, [][2]string{{ns, "ghost"}})
+	probeFreeLocks(r, s, [][2]string{{ns, "ghost"}})
 	if got := strings.Join(r.tr.check(), "\n"); !strings.Contains(got, "gave up was granted") {
 		t.Errorf("a lock held by an unrecorded grant: the probe reported %q", got)
 	}

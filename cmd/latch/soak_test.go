@@ -26,8 +26,8 @@ import (
 	"time"
 )
 
-// envDuration reads a duration from the environment, or def.
-func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+// soakEnvDuration reads a duration from the environment, or def.
+func soakEnvDuration(t *testing.T, name string, def time.Duration) time.Duration {
 	v := os.Getenv(name)
 	if v == "" {
 		return def
@@ -39,16 +39,16 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 	return d
 }
 
-// watchReply is the reply of POST /watch/{env}, errors included.
-type watchReply struct {
+// soakWatchReply is the reply of POST /watch/{env}, errors included.
+type soakWatchReply struct {
 	Key     string
 	Value   json.RawMessage
 	Version uint64
 	Code    string
 }
 
-// watch posts body to /watch/{ns}; err wraps errNoReply when no complete reply came.
-func (s *server) watch(ctx context.Context, ns string, body any) (int, watchReply, error) {
+// soakWatch posts body to /watch/{ns}; err wraps errNoReply when no complete reply came.
+func (s *server) soakWatch(ctx context.Context, ns string, body any) (int, soakWatchReply, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		panic(err)
@@ -59,22 +59,22 @@ func (s *server) watch(ctx context.Context, ns string, body any) (int, watchRepl
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return 0, watchReply{}, fmt.Errorf("%w: %v", errNoReply, err)
+		return 0, soakWatchReply{}, fmt.Errorf("%w: %v", errNoReply, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return resp.StatusCode, watchReply{}, fmt.Errorf("%w: reading the body: %v", errNoReply, err)
+		return resp.StatusCode, soakWatchReply{}, fmt.Errorf("%w: reading the body: %v", errNoReply, err)
 	}
-	var r watchReply
+	var r soakWatchReply
 	if err := json.Unmarshal(data, &r); err != nil {
-		return resp.StatusCode, watchReply{}, fmt.Errorf("%w: undecodable body %q: %v", errNoReply, data, err)
+		return resp.StatusCode, soakWatchReply{}, fmt.Errorf("%w: undecodable body %q: %v", errNoReply, data, err)
 	}
 	return resp.StatusCode, r, nil
 }
 
-// procStatus reads VmRSS (KiB) and Threads from /proc/<pid>/status.
-func procStatus(pid int) (rssKiB, threads int64, err error) {
+// soakProcStatus reads VmRSS (KiB) and Threads from /proc/<pid>/status.
+func soakProcStatus(pid int) (rssKiB, threads int64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, err
@@ -101,9 +101,9 @@ func procStatus(pid int) (rssKiB, threads int64, err error) {
 	return rssKiB, threads, sc.Err()
 }
 
-// goroutines scrapes go_goroutines from GET /metrics; ok is false when
+// scrapeGoroutines scrapes go_goroutines from GET /metrics; ok is false when
 // that route does not answer 200 with the gauge.
-func goroutines(s *server) (n int64, ok bool) {
+func scrapeGoroutines(s *server) (n int64, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/metrics", nil)
@@ -141,10 +141,10 @@ type soakSample struct {
 	gorFromThread bool
 }
 
-// lossesSince counts what f recorded as acknowledged and s no longer has:
+// soakLossesSince counts what f recorded as acknowledged and s no longer has:
 // a value older than the acknowledged one, a counter below its
 // acknowledged adds.
-func lossesSince(t *testing.T, s *server, f frozen) int {
+func soakLossesSince(t *testing.T, s *server, f frozen) int {
 	lost := 0
 	byNS := keysByNS(f.kv, f.ctr)
 	for ns, e := range byNS {
@@ -214,8 +214,8 @@ func soakReaders(t *testing.T, m *model, s *server, n int, seed uint64, ops *ato
 				} else {
 					what = "watch"
 					have := versions[k]
-					var r watchReply
-					status, r, err = s.watch(context.Background(), k.ns, map[string]any{"ID": k.key, "Version": have, "TimeoutMs": 1000})
+					var r soakWatchReply
+					status, r, err = s.soakWatch(context.Background(), k.ns, map[string]any{"ID": k.key, "Version": have, "TimeoutMs": 1000})
 					if err == nil && status == http.StatusOK {
 						val = r.Value
 						if r.Version < have {
@@ -249,9 +249,9 @@ func TestSoak(t *testing.T) {
 	if os.Getenv("LATCH_SOAK") != "1" {
 		t.Skip("the soak test runs with LATCH_SOAK=1 (make soak)")
 	}
-	duration := envDuration(t, "LATCH_SOAK_DURATION", 10*time.Minute)
-	killEvery := envDuration(t, "LATCH_SOAK_KILL_EVERY", 30*time.Second)
-	sampleEvery := envDuration(t, "LATCH_SOAK_SAMPLE_EVERY", max(5*time.Second, duration/20))
+	duration := soakEnvDuration(t, "LATCH_SOAK_DURATION", 10*time.Minute)
+	killEvery := soakEnvDuration(t, "LATCH_SOAK_KILL_EVERY", 30*time.Second)
+	sampleEvery := soakEnvDuration(t, "LATCH_SOAK_SAMPLE_EVERY", max(5*time.Second, duration/20))
 	seed := testSeed(t)
 	dir := t.TempDir()
 	m := newModel(t)
@@ -310,18 +310,18 @@ func TestSoak(t *testing.T) {
 				at := time.Since(start)
 				ops := totalOps()
 				sm := soakSample{at: at, ops: ops, opsPerSec: float64(ops-lastOps) / (at - lastAt).Seconds(), crashes: crashes}
-				rss, threads, err := procStatus(s.cmd.Process.Pid)
+				rss, threads, err := soakProcStatus(s.cmd.Process.Pid)
 				if err != nil {
 					t.Errorf("reading the server's /proc status: %v", err)
 				}
 				sm.rssKiB = rss
-				if g, ok := goroutines(s); ok {
+				if g, ok := scrapeGoroutines(s); ok {
 					sm.gor = g
 				} else {
 					sm.gor, sm.gorFromThread = threads, true
 				}
 				samples = append(samples, sm)
-				t.Logf("%s", formatSample(sm))
+				t.Logf("%s", formatSoakSample(sm))
 				lastOps, lastAt = ops, at
 			}
 			if !time.Now().Before(lifeEnd) || !time.Now().Before(end) {
@@ -340,7 +340,7 @@ func TestSoak(t *testing.T) {
 		crashes++
 		f := m.freeze()
 		s = startServer(t, dir, nil)
-		if n := lossesSince(t, s, f); n > 0 {
+		if n := soakLossesSince(t, s, f); n > 0 {
 			losses += n
 		}
 		m.verify(s) // exact: nothing unsent, unacknowledged writes settled
@@ -368,7 +368,7 @@ func TestSoak(t *testing.T) {
 	}
 }
 
-func formatSample(sm soakSample) string {
+func formatSoakSample(sm soakSample) string {
 	src := "go_goroutines"
 	if sm.gorFromThread {
 		src = "threads"

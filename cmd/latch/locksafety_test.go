@@ -38,8 +38,8 @@ package main
 // LockWaitMs 0: it must be granted at once.
 //
 // `make test` runs the short version (5,000 grants, one SIGKILL, one
-// restore; 20-25 s here without -race, 35-45 s with, on a 2-core machine at load 15
-// machine). The long one:
+// restore; 20-25 s here without -race, 35-45 s with, on a 2-core machine
+// at load 15). The long one:
 //
 //	LATCH_LOCK_GRANTS=100000 LATCH_LOCK_RESTARTS=5 go test -count=1 -timeout 30m -v -run '^TestLockSafety$' ./cmd/latch
 

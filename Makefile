@@ -12,7 +12,7 @@ FUZZ_LONG     ?= 40
 # The fuzz targets, as package:Target:executions.
 FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest:10000 ./httpapi:FuzzDecodeWatch:10000 ./wal:FuzzDecodeFrame:30000 ./wal:FuzzOpenDamagedTail:3000 ./engine:FuzzDecodeRecord:40000 ./snapshot:FuzzRead:40000
 
-.PHONY: all build run test lint vet staticcheck fmt-check unit unit-norace fuzz-short fuzz bench bench-table bench-compare bench-snapshot clean
+.PHONY: all build run test lint vet staticcheck fmt-check unit unit-norace unit-nofsync fuzz-short fuzz bench bench-table bench-compare bench-snapshot clean
 
 all: build
 
@@ -24,7 +24,7 @@ run: build
 	./$(BIN) serve
 
 ## test: every check CI runs: format, vet, staticcheck, tests under -race, short fuzzing
-test: lint unit unit-norace fuzz-short
+test: lint unit unit-norace unit-nofsync fuzz-short
 
 lint: fmt-check vet staticcheck
 
@@ -46,6 +46,13 @@ unit:
 # 10,000 lock waiters over HTTP on one key.
 unit-norace:
 	$(GO) test -count=1 -timeout 5m -run '^TestTenThousandWaiters$$' ./httpapi
+
+# The power-loss harness's reverse check: built with fsync off (the
+# latch_nofsync tag, refused outside test binaries), it must report lost
+# acknowledged writes. LATCH_POWER_IMAGES=N runs the harness itself longer.
+unit-nofsync:
+	$(GO) vet -tags latch_nofsync ./wal ./engine
+	$(GO) test -race -count=1 -timeout 5m -tags latch_nofsync -run '^TestPowerLossNoFsync$$' ./engine
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \

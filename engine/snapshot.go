@@ -157,6 +157,7 @@ func (e *Engine) Snapshot() (SnapshotInfo, error) {
 	if err != nil {
 		err = fmt.Errorf("engine: writing snapshot %s: %w", name, err)
 		if errors.Is(err, snapshot.ErrPublishUncertain) {
+			err = fmt.Errorf("%w: %w", ErrStorageFailed, err)
 			// Renamed but the directory fsync failed: whether the new
 			// snapshot survives a power loss is unknown, and a retried
 			// fsync may report success for what was lost (the page cache
@@ -185,7 +186,7 @@ func (e *Engine) Snapshot() (SnapshotInfo, error) {
 		// does; a restart recovers from the published snapshot and the
 		// log after it, whichever files survived (see the crash points
 		// above).
-		err = fmt.Errorf("engine: removing files the new snapshot made obsolete: %w", err)
+		err = fmt.Errorf("%w: removing files the new snapshot made obsolete: %w", ErrStorageFailed, err)
 		e.fatal(err)
 	}
 	return info, err

@@ -52,6 +52,9 @@ unit-norace:
 # acknowledged writes. LATCH_POWER_IMAGES=N runs the harness itself longer.
 unit-nofsync:
 	$(GO) vet -tags latch_nofsync ./wal ./engine
+	@out=$$($(GO) run -tags latch_nofsync ./cmd/latch version 2>&1); case "$$out" in \
+		*"latch_nofsync tag"*) echo "a latch_nofsync binary refuses to run: ok";; \
+		*) echo "a latch_nofsync build must refuse to run outside tests; it printed: $$out"; exit 1;; esac
 	$(GO) test -race -count=1 -timeout 5m -tags latch_nofsync -run '^TestPowerLossNoFsync$$' ./engine
 
 fuzz-short:

@@ -170,6 +170,16 @@ func TestFaultStepsSnapshotRetried(t *testing.T) {
 	}
 }
 
+func TestFaultSpecRefused(t *testing.T) {
+	t.Parallel()
+	for _, spec := range []string{"bogus:1", "create:0", "snapshot-fsync", "truncate:x"} {
+		code, _, stderr := runLatch(t, []string{"LATCH_TEST_FAULT=" + spec}, "serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir())
+		if code != 2 || !strings.Contains(stderr, "snapshot-dirsync") || !strings.Contains(stderr, spec) {
+			t.Errorf("LATCH_TEST_FAULT=%s: exit %d, stderr %q; want exit 2 listing the steps", spec, code, stderr)
+		}
+	}
+}
+
 func TestSegmentSizeFlag(t *testing.T) {
 	t.Parallel()
 	for _, v := range []string{"100", "4095", "2000000000", "-1"} {

@@ -204,13 +204,11 @@ func (e *Engine) fatal(err error) {
 	}
 }
 
-// makeSnapDir creates Dir/snap on first use and fsyncs Dir, so the new
+// makeSnapDir creates Dir/snap if needed and fsyncs Dir, so the
 // directory's name is durable before a snapshot in it lets the log be
-// truncated.
+// truncated. It fsyncs every time (one fsync per snapshot), so a failed
+// fsync on an earlier attempt cannot leave the name undurable for good.
 func (e *Engine) makeSnapDir(dir string) error {
-	if _, err := os.Stat(dir); err == nil {
-		return nil
-	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

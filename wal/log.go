@@ -28,12 +28,13 @@ type Options struct {
 	// that step. It exists for fault-injection tests.
 	FaultHook func(step string) error
 	// SyncHook, if set, is called after each successful fsync (from the
-	// committer, or from TruncateBefore's caller), with what is now durable: "fsync" (the tail segment file,
-	// durable up to size), "cycle" (a segment tidwall/wal fsynced and closed
-	// while writing a batch, durable at its full size) and "dirsync" (the
-	// log directory: every name in it now survives a power loss; size 0).
-	// It must not call back into the Log. Power-loss tests build crash
-	// images from it (engine/powerloss_test.go).
+	// committer, from Open, or from TruncateBefore's caller) with what is
+	// now durable: "fsync" (the tail segment file, durable up to size),
+	// "cycle" (a segment tidwall/wal fsynced and closed while writing a
+	// batch, durable at its full size) and "dirsync" (the log directory:
+	// every name in it now survives a power loss; size 0). It must not
+	// call back into the Log. Power-loss tests build crash images from it
+	// (engine/powerloss_test.go).
 	SyncHook func(step, file string, size int64)
 	// Replay is called for every valid record found at Open, in order. The
 	// payload is only valid during the call.

@@ -16,6 +16,7 @@ FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest:10000 ./httpapi:FuzzDecodeWatch:100
 .PHONY: install install-systemd install-check
 .PHONY: chromium ui-screenshots
 .PHONY: soak
+.PHONY: unit-nofsync
 
 all: build
 
@@ -27,7 +28,7 @@ run: build
 	./$(BIN) serve
 
 ## test: every check CI runs: format, vet, staticcheck, tests under -race, short fuzzing
-test: lint install-check unit unit-norace fuzz-short
+test: lint install-check unit unit-norace unit-nofsync fuzz-short
 
 lint: fmt-check vet staticcheck
 
@@ -60,6 +61,16 @@ ui-screenshots: chromium
 # 10,000 lock waiters over HTTP on one key.
 unit-norace:
 	$(GO) test -count=1 -timeout 5m -run '^TestTenThousandWaiters$$' ./httpapi
+
+# The power-loss harness's reverse check: built with fsync off (the
+# latch_nofsync tag, refused outside test binaries), it must report lost
+# acknowledged writes. LATCH_POWER_IMAGES=N runs the harness itself longer.
+unit-nofsync:
+	$(GO) vet -tags latch_nofsync ./wal ./engine
+	@out=$$($(GO) run -tags latch_nofsync ./cmd/latch version 2>&1); case "$$out" in \
+		*"latch_nofsync tag"*) echo "a latch_nofsync binary refuses to run: ok";; \
+		*) echo "a latch_nofsync build must refuse to run outside tests; it printed: $$out"; exit 1;; esac
+	$(GO) test -race -count=1 -timeout 5m -tags latch_nofsync -run '^TestPowerLossNoFsync$$' ./engine
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \

@@ -57,6 +57,19 @@ type Config struct {
 	// "written", "renamed", "published" and "truncating" (see snapshot.go).
 	// Crash tests kill the process there.
 	SnapshotHook func(step string)
+
+	// Added for power-loss and fault-injection tests (issue 5). FaultHook
+	// above also hears the snapshot steps "snapshot-write",
+	// "snapshot-fsync", "snapshot-rename", "snapshot-dirsync" and
+	// "truncate" (before each old snapshot or log segment is removed).
+
+	// SyncHook, if set, is told after each successful fsync of the log
+	// (wal.Options.SyncHook: "fsync", "cycle", "dirsync"), of a snapshot
+	// ("snapshot-fsync" with the temporary file and its size,
+	// "snapshot-dirsync" with the snap directory) and of the data directory
+	// itself ("dirsync"). engine/powerloss_test.go builds crash images
+	// from it.
+	SyncHook func(step, file string, size int64)
 }
 
 // Engine is latch's state machine. Its methods are safe for concurrent use.
@@ -138,6 +151,7 @@ func Open(cfg Config) (*Engine, error) {
 	e.log, err = wal.Open(filepath.Join(cfg.Dir, "wal"), wal.Options{
 		SegmentSize: cfg.SegmentSize,
 		FaultHook:   cfg.FaultHook,
+		SyncHook:    cfg.SyncHook,
 		OnFail:      e.onStorageFailure,
 		StartAfter:  cut,
 		Replay: func(seq uint64, payload []byte) error {
@@ -149,6 +163,13 @@ func Open(cfg Config) (*Engine, error) {
 		},
 	})
 	if err != nil {
+		lf.Close()
+		return nil, err
+	}
+	// wal.Open may just have created Dir/wal: make its name durable too,
+	// or a power loss could take the whole log away with it.
+	if err := e.syncDir(cfg.Dir); err != nil {
+		e.log.Close()
 		lf.Close()
 		return nil, err
 	}
@@ -220,6 +241,23 @@ func (e *Engine) observeHandle(h uint64) {
 
 // LastHandle is the highest lock handle issued so far.
 func (e *Engine) LastHandle() uint64 { return e.nextHandle.Load() }
+
+// syncDir fsyncs dir so that the names created, renamed or removed in it
+// survive a power loss, and tells SyncHook.
+func (e *Engine) syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("engine: fsync of directory %s: %w", dir, err)
+	}
+	if e.cfg.SyncHook != nil {
+		e.cfg.SyncHook("dirsync", dir, 0)
+	}
+	return nil
+}
 
 func (e *Engine) onStorageFailure(err error) {
 	e.failed.Store(true)

@@ -136,13 +136,39 @@ func (e *Engine) Snapshot() (SnapshotInfo, error) {
 		return info, err
 	}
 	dir := filepath.Join(e.cfg.Dir, "snap")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := e.makeSnapDir(dir); err != nil {
 		return info, err
 	}
 	name := fmt.Sprintf("%s%020d", snapPrefix, hdr.Cut)
-	tr, err := snapshot.WriteFile(dir, name, hdr, func(w *snapshot.Writer) error { return writeCopies(w, all) }, e.cfg.SnapshotHook)
+	tr, err := snapshot.WriteFileSteps(dir, name, hdr, func(w *snapshot.Writer) error { return writeCopies(w, all) }, snapshot.PublishSteps{
+		Before: func(step string) error {
+			if e.cfg.FaultHook != nil {
+				return e.cfg.FaultHook("snapshot-" + step)
+			}
+			return nil
+		},
+		Synced: func(step, file string, size int64) {
+			if e.cfg.SyncHook != nil {
+				e.cfg.SyncHook("snapshot-"+step, file, size)
+			}
+		},
+		Reached: e.cfg.SnapshotHook,
+	})
 	if err != nil {
-		return info, fmt.Errorf("engine: writing snapshot %s: %w", name, err)
+		err = fmt.Errorf("engine: writing snapshot %s: %w", name, err)
+		if errors.Is(err, snapshot.ErrPublishUncertain) {
+			err = fmt.Errorf("%w: %w", ErrStorageFailed, err)
+			// Renamed but the directory fsync failed: whether the new
+			// snapshot survives a power loss is unknown, and a retried
+			// fsync may report success for what was lost (the page cache
+			// marks failed pages clean). Stop, and let recovery decide
+			// from what is really on disk; the log still holds everything.
+			e.fatal(err)
+		}
+		// Before the rename nothing changed on disk but a temporary file
+		// (removed): the old snapshots and the whole log are intact, so
+		// the server keeps serving and the next attempt comes later.
+		return info, err
 	}
 	e.snapshotStep("published")
 	info.Path, info.Entries = filepath.Join(dir, name), tr.Entries
@@ -153,7 +179,40 @@ func (e *Engine) Snapshot() (SnapshotInfo, error) {
 	removed, err := e.pruneAfterSnapshot(dir)
 	info.Removed = removed
 	info.Took = time.Since(start)
+	if err != nil {
+		// Part of the truncation may or may not be durable: the directory
+		// no longer matches what this process believes, and the error is
+		// most likely the file system failing. Fail stop like the log
+		// does; a restart recovers from the published snapshot and the
+		// log after it, whichever files survived (see the crash points
+		// above).
+		err = fmt.Errorf("%w: removing files the new snapshot made obsolete: %w", ErrStorageFailed, err)
+		e.fatal(err)
+	}
 	return info, err
+}
+
+// fatal stops the engine for a storage failure outside the log: nothing
+// more is admitted (503 storage_failed) and OnFatal runs, so the server
+// exits non-zero, as after a log failure (DESIGN I2).
+func (e *Engine) fatal(err error) {
+	if e.failed.Swap(true) {
+		return
+	}
+	if e.cfg.OnFatal != nil {
+		e.cfg.OnFatal(err)
+	}
+}
+
+// makeSnapDir creates Dir/snap if needed and fsyncs Dir, so the
+// directory's name is durable before a snapshot in it lets the log be
+// truncated. It fsyncs every time (one fsync per snapshot), so a failed
+// fsync on an earlier attempt cannot leave the name undurable for good.
+func (e *Engine) makeSnapDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return e.syncDir(e.cfg.Dir)
 }
 
 // WriteSnapshot writes a consistent snapshot of the live state to w (for
@@ -254,6 +313,11 @@ func (e *Engine) pruneAfterSnapshot(dir string) ([]string, error) {
 	var removed []string
 	keep := min(e.cfg.SnapshotKeep, len(names))
 	for _, n := range names[keep:] {
+		if e.cfg.FaultHook != nil {
+			if err := e.cfg.FaultHook("truncate"); err != nil {
+				return removed, fmt.Errorf("removing %s: %w", n, err)
+			}
+		}
 		if err := os.Remove(filepath.Join(dir, n)); err != nil {
 			return removed, err
 		}
@@ -261,9 +325,17 @@ func (e *Engine) pruneAfterSnapshot(dir string) ([]string, error) {
 		e.snapshotStep("truncating")
 	}
 	if len(removed) > 0 {
-		if d, err := os.Open(dir); err == nil {
-			d.Sync()
-			d.Close()
+		d, err := os.Open(dir)
+		if err != nil {
+			return removed, err
+		}
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return removed, fmt.Errorf("fsync of directory %s: %w", dir, err)
+		}
+		if e.cfg.SyncHook != nil {
+			e.cfg.SyncHook("snapshot-dirsync", dir, 0)
 		}
 	}
 	segs, err := e.log.TruncateBefore(cutOf(names[keep-1]), func() { e.snapshotStep("truncating") })

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -144,8 +145,45 @@ func (w *Writer) Close() (Trailer, error) {
 // fsynced, not yet renamed) and "renamed" (renamed, directory not yet
 // fsynced); crash tests kill the process there.
 func WriteFile(dir, name string, h Header, fill func(*Writer) error, hook func(step string)) (Trailer, error) {
-	if hook == nil {
-		hook = func(string) {}
+	return WriteFileSteps(dir, name, h, fill, PublishSteps{Reached: hook})
+}
+
+// PublishSteps lets tests watch, and fail, each step of WriteFileSteps.
+// Every field may be nil.
+type PublishSteps struct {
+	// Before runs before each step: "write" (create and fill the temporary
+	// file), "fsync" (of that file), "rename" (into place) and "dirsync"
+	// (of dir). An error it returns fails that step as a real error would.
+	Before func(step string) error
+	// Synced is told after each successful fsync: ("fsync", temporary
+	// file, its size) and ("dirsync", dir, 0).
+	Synced func(step, file string, size int64)
+	// Reached is WriteFile's hook: "written" and "renamed".
+	Reached func(step string)
+}
+
+// ErrPublishUncertain wraps a failure after the rename (the directory
+// fsync): the snapshot is in place but may not survive a power loss, and
+// after a failed fsync nothing says what the disk holds.
+var ErrPublishUncertain = errors.New("snapshot: renamed into place, but its directory could not be fsynced")
+
+// WriteFileSteps is WriteFile with every step observable (PublishSteps).
+// A failure before the rename leaves dir as it was; one after it wraps
+// ErrPublishUncertain.
+func WriteFileSteps(dir, name string, h Header, fill func(*Writer) error, steps PublishSteps) (Trailer, error) {
+	before := func(step string) error {
+		if steps.Before == nil {
+			return nil
+		}
+		return steps.Before(step)
+	}
+	reached := func(step string) {
+		if steps.Reached != nil {
+			steps.Reached(step)
+		}
+	}
+	if err := before("write"); err != nil {
+		return Trailer{}, fmt.Errorf("snapshot: writing %s: %w", name, err)
 	}
 	tmp, err := os.CreateTemp(dir, name+".tmp-*")
 	if err != nil {
@@ -159,7 +197,8 @@ func WriteFile(dir, name string, h Header, fill func(*Writer) error, hook func(s
 		}
 	}()
 	bw := bufio.NewWriterSize(tmp, 1<<20)
-	w, err := NewWriter(bw, h)
+	cw := &countWriter{w: bw}
+	w, err := NewWriter(cw, h)
 	if err != nil {
 		return Trailer{}, err
 	}
@@ -174,23 +213,49 @@ func WriteFile(dir, name string, h Header, fill func(*Writer) error, hook func(s
 	if err := bw.Flush(); err != nil {
 		return Trailer{}, err
 	}
+	if err := before("fsync"); err != nil {
+		return Trailer{}, fmt.Errorf("snapshot: fsync %s: %w", tmp.Name(), err)
+	}
 	if err := tmp.Sync(); err != nil {
 		return Trailer{}, fmt.Errorf("snapshot: fsync %s: %w", tmp.Name(), err)
+	}
+	if steps.Synced != nil {
+		steps.Synced("fsync", tmp.Name(), cw.n)
 	}
 	if err := tmp.Close(); err != nil {
 		return Trailer{}, err
 	}
-	hook("written")
+	reached("written")
 	final := filepath.Join(dir, name)
+	if err := before("rename"); err != nil {
+		return Trailer{}, fmt.Errorf("snapshot: renaming %s: %w", tmp.Name(), err)
+	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return Trailer{}, err
 	}
 	ok = true
-	hook("renamed")
+	reached("renamed")
+	if err := before("dirsync"); err != nil {
+		return Trailer{}, fmt.Errorf("%w: %s: %w", ErrPublishUncertain, dir, err)
+	}
 	if err := syncDir(dir); err != nil {
-		return Trailer{}, err
+		return Trailer{}, fmt.Errorf("%w: %w", ErrPublishUncertain, err)
+	}
+	if steps.Synced != nil {
+		steps.Synced("dirsync", dir, 0)
 	}
 	return t, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func syncDir(dir string) error {

@@ -59,8 +59,28 @@
 //     sequence number is not the one expected, is corruption: Open returns a
 //     *CorruptError naming the file and byte offset and refuses to start,
 //     because acknowledged data may be lost.
+//   - A power loss during the last write can also leave a sector of it
+//     unwritten (zeros) while later sectors of the same write reached the
+//     disk: damage followed by valid records. Only the batch being written
+//     can look like that, and it was never acknowledged, so when the damage
+//     holds a whole sector-aligned run of SectorSize zero bytes, or zeros
+//     from the damaged entry's first byte (never 0 in a written entry) up to
+//     a sector boundary, it is a torn tail too. A flipped bit does not zero
+//     a sector and is still refused.
 //   - A crash while a new segment is being created leaves an empty or
-//     partial last segment; this is a torn tail like any other.
+//     partial last segment; this is a torn tail like any other. tidwall/wal
+//     fsyncs a segment before it creates the next, so every segment but the
+//     last is complete.
+//
+// # Observing durability
+//
+// Options.SyncHook hears of every completed fsync: the tail segment and
+// its durable size after each batch, each segment tidwall/wal closed (and
+// fsynced) during the batch, and each directory fsync. The power-loss
+// harness (engine/powerloss_test.go) builds crash images from exactly this.
+// The latch_nofsync build tag turns the committer's fsyncs off, for that
+// harness's reverse check only; a binary built with it refuses to start
+// outside a test.
 //
 // tidwall/wal's truncation files (*.START, *.END) are not produced by this
 // package yet; Open refuses a directory holding them rather than guess.

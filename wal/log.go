@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -21,9 +22,20 @@ type Options struct {
 	// write or fsync error. The server uses it to stop.
 	OnFail func(error)
 	// FaultHook, if set, is called before each persistence step with
-	// "write", "fsync" or "dirsync"; an error it returns is treated exactly
-	// like a failure of that step. It exists for fault-injection tests.
+	// "write", "fsync", "dirsync", "create" (before a write that will start
+	// a new segment file) or "truncate" (before each segment TruncateBefore
+	// removes); an error it returns is treated exactly like a failure of
+	// that step. It exists for fault-injection tests.
 	FaultHook func(step string) error
+	// SyncHook, if set, is called after each successful fsync (from the
+	// committer, from Open, or from TruncateBefore's caller) with what is
+	// now durable: "fsync" (the tail segment file, durable up to size),
+	// "cycle" (a segment tidwall/wal fsynced and closed while writing a
+	// batch, durable at its full size) and "dirsync" (the log directory:
+	// every name in it now survives a power loss; size 0). It must not
+	// call back into the Log. Power-loss tests build crash images from it
+	// (engine/powerloss_test.go).
+	SyncHook func(step, file string, size int64)
 	// Replay is called for every valid record found at Open, in order. The
 	// payload is only valid during the call.
 	Replay func(seq uint64, payload []byte) error
@@ -81,7 +93,8 @@ type Log struct {
 
 	wake     chan struct{}
 	stopped  chan struct{}
-	segBytes int64 // bytes in tidwall's tail segment, mirrored
+	segBytes int64  // bytes in tidwall's tail segment, mirrored
+	segFirst uint64 // first sequence of the tail segment (its file name), mirrored
 	first    uint64
 	durable  atomic.Uint64
 	repair   *Repair
@@ -125,6 +138,14 @@ func Open(dir string, opts Options) (*Log, error) {
 		tl.Close()
 		return nil, err
 	}
+	segs, err := listSegments(dir)
+	if err != nil || len(segs) == 0 {
+		tl.Close()
+		return nil, fmt.Errorf("wal: %s: no segment file after open (%v)", dir, err)
+	}
+	if opts.SyncHook != nil {
+		opts.SyncHook("dirsync", dir, 0)
+	}
 	l := &Log{
 		dir: dir, opts: opts, tl: tl,
 		next:     res.last + 1,
@@ -132,6 +153,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		wake:     make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
 		segBytes: res.tailBytes,
+		segFirst: segs[len(segs)-1].first,
 		first:    res.first,
 		repair:   res.repair,
 	}
@@ -206,46 +228,87 @@ func (l *Log) step(name string) error {
 }
 
 func (l *Log) commit(b *batch) error {
+	first := b.ticket.last - uint64(len(b.sizes)) + 1
+	closed, tailBytes, tailFirst := l.planSegments(b.sizes, first)
+	if len(closed) > 0 {
+		if err := l.step("create"); err != nil {
+			return fmt.Errorf("segment creation: %w", err)
+		}
+	}
 	if err := l.step("write"); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	if err := l.tl.WriteBatch(&b.tb); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
+	// tidwall/wal fsyncs a segment before it closes it and creates the
+	// next one (cycle), so every closed segment is durable in full.
+	l.segBytes, l.segFirst = tailBytes, tailFirst
+	for _, c := range closed {
+		l.synced("cycle", l.segmentPath(c.first), c.size)
+	}
 	if err := l.step("fsync"); err != nil {
 		return fmt.Errorf("fsync: %w", err)
 	}
-	if err := l.tl.Sync(); err != nil {
-		return fmt.Errorf("fsync: %w", err)
+	if fsyncEnabled {
+		if err := l.tl.Sync(); err != nil {
+			return fmt.Errorf("fsync: %w", err)
+		}
+		l.synced("fsync", l.segmentPath(l.segFirst), l.segBytes)
 	}
-	if l.mirrorSegments(b.sizes) {
+	if len(closed) > 0 {
 		if err := l.step("dirsync"); err != nil {
 			return fmt.Errorf("directory fsync: %w", err)
 		}
-		if err := syncDir(l.dir); err != nil {
-			return err
+		if fsyncEnabled {
+			if err := syncDir(l.dir); err != nil {
+				return err
+			}
+			l.synced("dirsync", l.dir, 0)
 		}
 	}
 	return nil
 }
 
-// mirrorSegments follows tidwall/wal's writeBatch rule for starting a new
-// segment (before the batch if the tail is over size, and after any entry
-// that brings it to size) and reports whether this batch created one, so
-// the new file's directory entry can be fsynced before acknowledging.
-func (l *Log) mirrorSegments(sizes []int) bool {
-	created := false
-	seg := int64(l.opts.SegmentSize)
-	if l.segBytes > seg {
-		l.segBytes, created = 0, true
+// synced reports a completed fsync to Options.SyncHook.
+func (l *Log) synced(step, file string, size int64) {
+	if l.opts.SyncHook != nil {
+		l.opts.SyncHook(step, file, size)
 	}
-	for _, n := range sizes {
-		l.segBytes += int64(uvarintLen(uint64(n)) + n)
-		if l.segBytes >= seg {
-			l.segBytes, created = 0, true
+}
+
+func (l *Log) segmentPath(first uint64) string {
+	return filepath.Join(l.dir, fmt.Sprintf("%020d", first))
+}
+
+// closedSegment is a segment a batch fills, which tidwall/wal then
+// fsyncs and closes before creating the next one.
+type closedSegment struct {
+	first uint64
+	size  int64
+}
+
+// planSegments follows tidwall/wal's writeBatch rule for starting a new
+// segment (before the batch if the tail is over size, and after any entry
+// that brings it to size) for a batch whose records are first, first+1, ...
+// It returns the segments the batch closes (so a new file is created after
+// each, whose directory entry must be fsynced before acknowledging) and the
+// tail segment's size and first sequence afterwards. It changes nothing.
+func (l *Log) planSegments(sizes []int, first uint64) (closed []closedSegment, tailBytes int64, tailFirst uint64) {
+	seg := int64(l.opts.SegmentSize)
+	tailBytes, tailFirst = l.segBytes, l.segFirst
+	if tailBytes > seg {
+		closed = append(closed, closedSegment{tailFirst, tailBytes})
+		tailBytes, tailFirst = 0, first
+	}
+	for i, n := range sizes {
+		tailBytes += int64(uvarintLen(uint64(n)) + n)
+		if tailBytes >= seg {
+			closed = append(closed, closedSegment{tailFirst, tailBytes})
+			tailBytes, tailFirst = 0, first+uint64(i)+1
 		}
 	}
-	return created
+	return closed, tailBytes, tailFirst
 }
 
 func uvarintLen(x uint64) int {

@@ -97,7 +97,7 @@ func scan(dir string, replay func(seq uint64, payload []byte) error) (scanResult
 				if !isLast || wrongSeq {
 					return res, &CorruptError{File: seg.path, Offset: int64(off), Reason: reason}
 				}
-				if later := findLaterRecord(data[off+1:], expect); later >= 0 {
+				if later := findLaterRecord(data[off+1:], expect); later >= 0 && !unwrittenSector(data, off, off+1+later) {
 					return res, &CorruptError{File: seg.path, Offset: int64(off),
 						Reason: reason + fmt.Sprintf("; a valid later record follows at offset %d, so this is not a torn tail", off+1+later)}
 				}
@@ -133,6 +133,42 @@ func describeDamage(b []byte, expect uint64) string {
 		return "record checksum mismatch"
 	}
 	return fmt.Sprintf("record has sequence %d, expected %d", seq, expect)
+}
+
+// SectorSize is the unit a disk writes atomically, and the grain at which
+// a power loss can leave a hole in data the page cache had not written back.
+const SectorSize = 512
+
+// unwrittenSector reports whether the damage between off and the valid
+// record at later looks like sectors the disk never wrote rather than
+// corruption: either a whole sector-aligned run of SectorSize zero bytes,
+// or zeros from off itself up to a sector boundary (a valid entry never
+// starts with a zero byte: that would be a length-0 entry, which this
+// package never writes). Only the batch being written when the power
+// failed can look like this, with later sectors of the same write reaching
+// the disk before earlier ones; none of it was acknowledged, because a
+// Ticket resolves only after its fsync. A flipped bit in an acknowledged
+// record does not zero a sector, so it is still refused as corruption.
+func unwrittenSector(data []byte, off, later int) bool {
+	boundary := (off/SectorSize + 1) * SectorSize
+	if data[off] == 0 && boundary <= later && allZero(data[off:boundary]) {
+		return true
+	}
+	for s := boundary; s+SectorSize <= later; s += SectorSize {
+		if allZero(data[s : s+SectorSize]) {
+			return true
+		}
+	}
+	return false
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // findLaterRecord looks for any valid record with a sequence number of at

@@ -37,6 +37,9 @@ func (l *Log) TruncateBefore(cut uint64, afterEach func()) (removed []string, er
 		if segs[i+1].first-1 > cut {
 			break
 		}
+		if err := l.step("truncate"); err != nil {
+			return removed, fmt.Errorf("wal: removing %s: %w", segs[i].path, err)
+		}
 		if err := os.Remove(segs[i].path); err != nil {
 			return removed, fmt.Errorf("wal: removing %s: %w", segs[i].path, err)
 		}
@@ -49,6 +52,7 @@ func (l *Log) TruncateBefore(cut uint64, afterEach func()) (removed []string, er
 		if err := syncDir(l.dir); err != nil {
 			return removed, err
 		}
+		l.synced("dirsync", l.dir, 0)
 	}
 	return removed, nil
 }

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/latchkv/latch/engine"
 	"github.com/latchkv/latch/httpapi"
+	"github.com/latchkv/latch/wal"
 )
 
 func serve(args []string) int {
@@ -34,6 +36,7 @@ func serve(args []string) int {
 	snapRecords := fs.Int("snapshot-every-records", engine.DefaultSnapshotEveryRecords, "take a snapshot after this many log records (negative: never automatically)")
 	snapEvery := fs.Duration("snapshot-every", engine.DefaultSnapshotEvery, "take a snapshot this often if anything was written")
 	snapKeep := fs.Int("snapshot-keep", engine.DefaultSnapshotKeep, "snapshots to keep; the log is kept back to the oldest")
+	segSize := fs.Int("segment-size", wal.DefaultSegmentSize, fmt.Sprintf("target size of one log segment file in bytes (%d to %d)", minSegmentSize, maxSegmentSize))
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile (go tool pprof) of the whole run to this file, finished at shutdown")
 	fs.Int64Var(&lim.MaxBodyBytes, "max-body-bytes", lim.MaxBodyBytes, "largest request body")
 	fs.IntVar(&lim.MaxOps, "max-ops", lim.MaxOps, "ops allowed in one request")
@@ -47,6 +50,10 @@ func serve(args []string) int {
 			return 0
 		}
 		fmt.Fprintln(os.Stderr, "latch serve:", err)
+		return 2
+	}
+	if *segSize < minSegmentSize || *segSize > maxSegmentSize {
+		fmt.Fprintf(os.Stderr, "latch serve: --segment-size %d: want %d (4 KiB) to %d (1 GiB) bytes\n", *segSize, minSegmentSize, maxSegmentSize)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -71,7 +78,12 @@ func serve(args []string) int {
 	cfg := engine.Config{
 		Dir: *dataDir, Shards: *shards, IdempotencyTTL: *idemTTL, MaxWaitersPerLock: *maxWaiters,
 		SnapshotEveryRecords: *snapRecords, SnapshotEvery: *snapEvery, SnapshotKeep: *snapKeep,
+		SegmentSize: *segSize,
 		OnSnapshot: func(info engine.SnapshotInfo, err error) {
+			if errors.Is(err, engine.ErrStorageFailed) {
+				log.Error("snapshot failed after it was renamed into place; the server stops", "err", err)
+				return
+			}
 			if err != nil {
 				log.Error("snapshot failed; the log still holds everything and the next attempt comes later", "err", err)
 				return
@@ -176,13 +188,26 @@ func serve(args []string) int {
 	}
 }
 
-// faultHook parses LATCH_TEST_FAULT=step:n (step is write, fsync or
-// dirsync): the step fails on its n-th call. Only tests set it.
+// Limits of --segment-size: below a page every batch would open a file;
+// above 1 GiB a torn tail takes long to scan and copy aside.
+const (
+	minSegmentSize = 4 << 10
+	maxSegmentSize = 1 << 30
+)
+
+// faultSteps are the persistence steps LATCH_TEST_FAULT can fail: the
+// log's (write, fsync, dirsync, create), a snapshot's publish and the
+// truncation after it (see docs/OPERATIONS.md for what each failure does).
+var faultSteps = []string{"write", "fsync", "dirsync", "create",
+	"snapshot-write", "snapshot-fsync", "snapshot-rename", "snapshot-dirsync", "truncate"}
+
+// faultHook parses LATCH_TEST_FAULT=step:n (step is one of faultSteps):
+// the step fails on its n-th call. Only tests set it.
 func faultHook(spec string) (func(string) error, error) {
 	step, nStr, ok := strings.Cut(spec, ":")
 	n, err := strconv.Atoi(nStr)
-	if !ok || err != nil || n < 1 || (step != "write" && step != "fsync" && step != "dirsync") {
-		return nil, fmt.Errorf("LATCH_TEST_FAULT=%q: want write:N, fsync:N or dirsync:N", spec)
+	if !ok || err != nil || n < 1 || !slices.Contains(faultSteps, step) {
+		return nil, fmt.Errorf("LATCH_TEST_FAULT=%q: want STEP:N with N >= 1 and STEP one of %s", spec, strings.Join(faultSteps, ", "))
 	}
 	var calls atomic.Int64
 	return func(s string) error {

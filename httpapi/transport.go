@@ -181,8 +181,10 @@ func bodyDeadline(d time.Duration, next http.Handler) http.Handler {
 	})
 }
 
-// deadlineBody clears the read deadline once the body has ended, so the
-// server's wait for a disconnect during a long poll has none.
+// deadlineBody clears the read deadline once the body has ended, so a long
+// poll that parks after it has none. net/http's HTTP/1 server does the same
+// when it starts watching for a disconnect (connReader.startBackgroundRead);
+// HTTP/2 streams have no such step, so it is done here for both.
 type deadlineBody struct {
 	io.ReadCloser
 	rc      *http.ResponseController
@@ -191,7 +193,10 @@ type deadlineBody struct {
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && !b.cleared {
+	// Only at the end of the body: after a timeout the deadline stays
+	// passed, so the server's attempt to drain the rest fails at once and
+	// it closes the connection instead of waiting on the slow client.
+	if err == io.EOF && !b.cleared {
 		b.cleared = true
 		b.rc.SetReadDeadline(time.Time{}) //nolint:errcheck // it worked when set
 	}

@@ -169,11 +169,10 @@ func serve(args []string) int {
 		return 1
 	}
 	api = httpapi.New(eng, lim)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	// The address line is parsed by tests and scripts: keep its shape.
-	log.Info("listening", "addr", ln.Addr().String(), "shards", *shards, "tls", srv.TLS(), "auth", hc.Auth != nil)
-
+	// Signals are caught before the listening line, so a script that
+	// signals as soon as it sees that line is never too early.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
 	go func() {
@@ -181,9 +180,11 @@ func serve(args []string) int {
 			reload(log, srv, hc.Auth, *authFile)
 		}
 	}()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	// The address line is parsed by tests and scripts: keep its shape.
+	log.Info("listening", "addr", ln.Addr().String(), "shards", *shards, "tls", srv.TLS(), "auth", hc.Auth != nil)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case sig := <-sigs:
 		log.Info("shutting down", "signal", sig.String())

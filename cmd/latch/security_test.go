@@ -128,6 +128,22 @@ func TestServeAuthFile(t *testing.T) {
 	st, body = do(t, s.client, "GET", s.URL+"/admin/snapshot", procAdminToken, "")
 	wantStatus(t, "admin token on /admin", st, body, 200, "")
 
+	// latch snapshot save sends the admin token from --token or LATCH_TOKEN.
+	snapFile := filepath.Join(dir, "backup.snap")
+	code, _, stderr := runLatch(t, nil, "snapshot", "save", "--addr", s.URL, "--out", snapFile)
+	if code == 0 || !strings.Contains(stderr, "401") || !strings.Contains(stderr, "unauthorized") {
+		t.Fatalf("snapshot save without a token: exit %d, %s", code, stderr)
+	}
+	if _, err := os.Stat(snapFile); !os.IsNotExist(err) {
+		t.Fatalf("a refused save left a file: %v", err)
+	}
+	if code, _, stderr := runLatch(t, []string{"LATCH_TOKEN=" + procAdminToken}, "snapshot", "save", "--addr", s.URL, "--out", snapFile); code != 0 {
+		t.Fatalf("snapshot save with LATCH_TOKEN: exit %d, %s", code, stderr)
+	}
+	if code, _, stderr := runLatch(t, nil, "snapshot", "inspect", snapFile); code != 0 || strings.Contains(stderr, procAdminToken) {
+		t.Fatalf("inspect the saved snapshot: exit %d, %s", code, stderr)
+	}
+
 	// Rotate: the new file replaces the dev token; SIGHUP applies it.
 	writeFile(t, dir, "tokens", "admin "+procAdminToken+"\nns dev "+procNewToken+"\n", 0o600)
 	s.cmd.Process.Signal(syscall.SIGHUP) //nolint:errcheck

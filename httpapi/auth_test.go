@@ -400,3 +400,25 @@ func TestNoAuthFileChecksNothing(t *testing.T) {
 		t.Fatalf("snapshot without auth: %s", r)
 	}
 }
+
+// TestSecurityDocAuthExample: the example auth file of docs/SECURITY.md
+// parses, with the grants the page says.
+func TestSecurityDocAuthExample(t *testing.T) {
+	src, err := os.ReadFile("../docs/SECURITY.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(src), "### File format")
+	if !ok {
+		t.Fatal("docs/SECURITY.md has no File format section")
+	}
+	_, block, _ := strings.Cut(after, "```\n")
+	block, _, _ = strings.Cut(block, "```")
+	table, err := httpapi.ParseAuth(strings.NewReader(block), "SECURITY.md example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if table.Tokens() != 4 {
+		t.Fatalf("the example has %d tokens, want 4", table.Tokens())
+	}
+}

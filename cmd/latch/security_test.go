@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -364,4 +366,41 @@ func TestServeLimitFlags(t *testing.T) {
 		}
 	}
 	s.stop()
+}
+
+// TestSecurityDocLimitsTable: every limit and timeout flag of latch serve
+// is in docs/SECURITY.md's limits table with its LATCH_* variable, and
+// every flag the table names exists.
+func TestSecurityDocLimitsTable(t *testing.T) {
+	src, err := os.ReadFile("../../docs/SECURITY.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(src), "## Limits")
+	table, _, _ = strings.Cut(table, "Notes on the choices")
+	_, _, help := runLatch(t, nil, "serve", "-h")
+	flagRE := regexp.MustCompile(`(?m)^  -([a-z-]+)`)
+	var serveFlags []string
+	for _, m := range flagRE.FindAllStringSubmatch(help, -1) {
+		serveFlags = append(serveFlags, m[1])
+	}
+	if len(serveFlags) < 10 {
+		t.Fatalf("could not read the flags of latch serve -h:\n%s", help)
+	}
+	for _, f := range serveFlags {
+		if !strings.HasPrefix(f, "max-") && !strings.HasSuffix(f, "-timeout") && f != "idempotency-ttl" {
+			continue
+		}
+		if f == "shutdown-timeout" {
+			continue // not a limit on clients
+		}
+		if !strings.Contains(table, "`--"+f+"`") || !strings.Contains(table, envName(f)) {
+			t.Errorf("--%s (%s) is missing from the limits table of docs/SECURITY.md", f, envName(f))
+		}
+	}
+	for _, m := range regexp.MustCompile("`--([a-z-]+)`").FindAllStringSubmatch(table, -1) {
+		if !slices.Contains(serveFlags, m[1]) {
+			t.Errorf("docs/SECURITY.md names --%s, which latch serve does not have", m[1])
+		}
+	}
 }

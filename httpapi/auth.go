@@ -202,7 +202,7 @@ func checkNamespacePattern(p string) error {
 	}
 	lim := Limits{MaxNamespaceBytes: 1 << 30}
 	if err := lim.checkNamespace(p); err != nil {
-		return errors.New("a namespace may only hold letters, digits and _ - . :")
+		return errors.New("a namespace may only hold letters, digits and the characters _ - . and colon")
 	}
 	return nil
 }

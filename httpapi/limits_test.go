@@ -148,7 +148,9 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("reload of a broken key: %v; want an error naming %s", err, keyFile)
 	}
 	ts.client.Transport.(*http.Transport).CloseIdleConnections()
-	if got, r = served(); got.SerialNumber.Int64() != 2 {
+	got, r = served()
+	ok(t, r)
+	if got.SerialNumber.Int64() != 2 {
 		t.Fatalf("after a failed reload the certificate served is serial %v, want 2 still", got.SerialNumber)
 	}
 	d := ok(t, call(t, ts, "POST", "/db/tls", "", `{"KVGet":["k","plain"]}`))

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -421,4 +422,58 @@ func TestSecurityDocAuthExample(t *testing.T) {
 	if table.Tokens() != 4 {
 		t.Fatalf("the example has %d tokens, want 4", table.Tokens())
 	}
+}
+
+// FuzzParseAuth: any auth file text parses or fails with the file and a
+// line named, never panics, and never puts the failing line's token in
+// the message.
+func FuzzParseAuth(f *testing.F) {
+	f.Add(matrixAuthFile())
+	f.Add("admin short\n")
+	f.Add("ns dev 0123456789abcdef0123 # c\r\nns * sha256:" + sha256hex("x") + "\n")
+	f.Add("ns bad/0123456789abcdef 0123456789abcdef\n")
+	f.Add("ns team-* 0123456789abcdef\x00\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		table, err := httpapi.ParseAuth(strings.NewReader(text), "fuzz.conf")
+		if err == nil {
+			if table.Tokens() < 1 {
+				t.Fatalf("%q: parsed with no tokens", text)
+			}
+			return
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "auth file fuzz.conf ") {
+			t.Fatalf("%q: error %q does not name the file", text, msg)
+		}
+		var line int
+		if _, scanErr := fmt.Sscanf(strings.TrimPrefix(msg, "auth file fuzz.conf "), "line %d:", &line); scanErr != nil {
+			if !strings.Contains(msg, "holds no tokens") && !strings.Contains(msg, "token too long") {
+				t.Fatalf("%q: error %q names no line", text, msg)
+			}
+			return
+		}
+		lines := strings.Split(text, "\n")
+		if line < 1 || line > len(lines) {
+			t.Fatalf("%q: error names line %d of %d", text, line, len(lines))
+		}
+		fields := strings.Fields(lines[line-1])
+		tokenAt := map[string]int{"admin": 1, "ns": 2}
+		if len(fields) == 0 {
+			return
+		}
+		i, known := tokenAt[fields[0]]
+		if !known || i >= len(fields) {
+			return
+		}
+		tok := fields[i]
+		for j, other := range fields {
+			if j != i && strings.Contains(other, tok) {
+				return // quoted as another field, not as the token
+			}
+		}
+		// Short or hashed "tokens" can match the message's own words.
+		if len(tok) >= httpapi.MinTokenBytes && !strings.HasPrefix(tok, "sha256:") && strings.Contains(msg, tok) {
+			t.Fatalf("%q: the error quotes the token %q: %s", text, tok, msg)
+		}
+	})
 }

@@ -24,6 +24,8 @@ const (
 	DefaultSnapshotEveryRecords = 500_000
 	DefaultSnapshotEvery        = 15 * time.Minute
 	DefaultSnapshotKeep         = 2
+	DefaultMaxWatchersPerKey    = 50_000
+	DefaultMaxWatchers          = 100_000
 )
 
 // Config configures an Engine.
@@ -70,6 +72,13 @@ type Config struct {
 	// itself ("dirsync"). engine/powerloss_test.go builds crash images
 	// from it.
 	SyncHook func(step, file string, size int64)
+	// MaxWatchersPerKey bounds the parked watches of one key (default
+	// 50,000), so one hot key cannot take every watch slot.
+	MaxWatchersPerKey int
+	// MaxWatchers bounds the watches in flight in the whole engine
+	// (default 100,000): each one holds a goroutine and, over HTTP/1.1,
+	// a connection.
+	MaxWatchers int
 }
 
 // Engine is latch's state machine. Its methods are safe for concurrent use.
@@ -90,6 +99,8 @@ type Engine struct {
 	lastSnapCut atomic.Uint64
 	snapStop    chan struct{}
 	snapDone    chan struct{}
+
+	watchers atomic.Int64 // Watch calls in flight, bounded by cfg.MaxWatchers
 }
 
 // RecoveryInfo says what Open found on disk.
@@ -128,6 +139,12 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	if cfg.SnapshotKeep <= 0 {
 		cfg.SnapshotKeep = DefaultSnapshotKeep
+	}
+	if cfg.MaxWatchersPerKey <= 0 {
+		cfg.MaxWatchersPerKey = DefaultMaxWatchersPerKey
+	}
+	if cfg.MaxWatchers <= 0 {
+		cfg.MaxWatchers = DefaultMaxWatchers
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
@@ -364,6 +381,13 @@ func (e *Engine) Watch(ctx context.Context, ns, key string, version uint64, time
 	if err := e.admit(); err != nil {
 		return WatchResult{}, err
 	}
+	// Counted from here to the return, so the bound holds for every watch
+	// that holds a caller, parked or about to be.
+	if n := e.watchers.Add(1); n > int64(e.cfg.MaxWatchers) {
+		e.watchers.Add(-1)
+		return WatchResult{}, errorf(ErrTooManyWatchers, "the server already has %d watches in flight (the limit, --max-watchers)", e.cfg.MaxWatchers)
+	}
+	defer e.watchers.Add(-1)
 	s := e.shardFor(ns)
 	op := &watchOp{ns: ns, key: key, version: version, reply: make(chan watchReply, 1)}
 	select {
@@ -455,6 +479,36 @@ func (e *Engine) LockWaiters(ns, key string) int {
 		if space := s.nss[ns]; space != nil {
 			if l := space.locks[key]; l != nil {
 				n = l.waiters.live()
+			}
+		}
+		got <- n
+	}):
+	case <-s.done:
+		return 0
+	}
+	select {
+	case n := <-got:
+		return n
+	case <-s.done:
+		return 0
+	}
+}
+
+// WatchesInFlight reports how many Watch calls are running now, parked or
+// about to be; MaxWatchers bounds it.
+func (e *Engine) WatchesInFlight() int { return int(e.watchers.Load()) }
+
+// KeyWatchers reports how many watches are parked on key in namespace ns,
+// read on the owning shard's loop, as LockWaiters does for locks.
+func (e *Engine) KeyWatchers(ns, key string) int {
+	s := e.shardFor(ns)
+	got := make(chan int, 1)
+	select {
+	case s.cmds <- inspect(func() {
+		n := 0
+		if space := s.nss[ns]; space != nil {
+			if q := space.watchers[key]; q != nil {
+				n = q.live()
 			}
 		}
 		got <- n

@@ -15,6 +15,7 @@ var (
 	ErrDuplicate          = errors.New("engine: duplicate request")
 	ErrOverflow           = errors.New("engine: value out of range")
 	ErrTooManyWaiters     = errors.New("engine: too many waiters on this lock")
+	ErrTooManyWatchers    = errors.New("engine: too many watches on this key or in the server")
 	ErrShuttingDown       = errors.New("engine: shutting down")
 	ErrStorageFailed      = errors.New("engine: storage failed")
 	ErrCanceled           = errors.New("engine: request canceled by the caller")

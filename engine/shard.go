@@ -224,6 +224,8 @@ func (s *shard) watch(op *watchOp) {
 		return
 	case s.e.draining.Load():
 		err = errorf(ErrShuttingDown, "the server is shutting down; retry against the restarted server")
+	case ns.watchers[op.key] != nil && ns.watchers[op.key].live() >= s.e.cfg.MaxWatchersPerKey:
+		err = errorf(ErrTooManyWatchers, "key %q already has %d watches (the limit, --max-watchers-per-key)", op.key, s.e.cfg.MaxWatchersPerKey)
 	default:
 		q := ns.watchers[op.key]
 		if q == nil {

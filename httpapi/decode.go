@@ -20,12 +20,13 @@ type Limits struct {
 	MaxBodyBytes        int64         // --max-body-bytes, 413 body_too_large
 	MaxOps              int           // --max-ops, 400 too_many_ops (KVSet+KVGet+Atomic+Seq+IdempotencyIDs)
 	MaxKeyBytes         int           // --max-key-bytes, 400 key_too_long (keys, lock ids, idempotency ids)
-	MaxNamespaceBytes   int           // 400 invalid_namespace
+	MaxNamespaceBytes   int           // --max-namespace-bytes, 400 invalid_namespace
 	MaxLockDur          time.Duration // --max-lock-dur, 400 invalid_duration
 	MaxLockWait         time.Duration // --max-lock-wait, 400 invalid_duration
 	MaxWatchTimeout     time.Duration // --max-watch-timeout; longer Timeouts are capped to it
 	DefaultWatchTimeout time.Duration // a watch without Timeout waits this long
 	MaxSeqCount         uint64        // 400 invalid_request
+	MaxValueBytes       int           // --max-value-bytes, 400 value_too_long (a KVSet Value as JSON text; 0: only the body bounds it)
 }
 
 // DefaultLimits are the limits `latch serve` starts with.
@@ -40,6 +41,9 @@ func DefaultLimits() Limits {
 		MaxWatchTimeout:     5 * time.Minute,
 		DefaultWatchTimeout: 30 * time.Second,
 		MaxSeqCount:         1_000_000,
+		// As large as the body allows by default; lower it to bound the
+		// memory one key can take.
+		MaxValueBytes: 1 << 20,
 	}
 }
 
@@ -249,7 +253,7 @@ func (lim *Limits) checkKey(what, key string) *apiError {
 // checkNamespace validates the {env} of the URL.
 func (lim *Limits) checkNamespace(ns string) *apiError {
 	if ns == "" || len(ns) > lim.MaxNamespaceBytes {
-		return badRequest(CodeInvalidNamespace, fmt.Sprintf("the namespace in the URL must be 1 to %d bytes", lim.MaxNamespaceBytes))
+		return badRequest(CodeInvalidNamespace, fmt.Sprintf("the namespace in the URL must be 1 to %d bytes (--max-namespace-bytes)", lim.MaxNamespaceBytes))
 	}
 	for i := 0; i < len(ns); i++ {
 		c := ns[i]
@@ -313,6 +317,9 @@ func (lim *Limits) decodeRequest(body []byte) (*engine.Request, error) {
 		}
 		if !s.Delete && len(s.Value) == 0 {
 			return nil, badRequest(CodeValueRequired, fmt.Sprintf("KVSet[%d] needs a Value (any JSON) or \"Delete\": true", i))
+		}
+		if lim.MaxValueBytes > 0 && len(s.Value) > lim.MaxValueBytes {
+			return nil, badRequest(CodeValueTooLong, fmt.Sprintf("KVSet[%d].Value is %d bytes of JSON; the limit is %d (--max-value-bytes)", i, len(s.Value), lim.MaxValueBytes))
 		}
 		v := []byte(s.Value)
 		if s.Delete {

@@ -14,6 +14,11 @@
 // Every error body is {"Code": "<stable snake_case>", "Message": "<what to
 // fix>"}; the codes and their statuses are the table in errors.go.
 //
+// Around the routes (docs/SECURITY.md): auth.go checks bearer tokens per
+// route class (namespace, admin, open) when the server has an auth file;
+// transport.go builds the *http.Server `latch serve` runs, with its
+// connection limit, header and body timeouts, header size limit and TLS.
+//
 // A waiter's or watcher's HTTP disconnect cancels the request's context,
 // which withdraws it from the engine's queue (net/http sees the disconnect;
 // fasthttp would not).

@@ -36,6 +36,14 @@ const (
 	// Admin API (adminapi.go).
 	CodeLockNotHeld       = "lock_not_held"
 	CodeNamespaceRequired = "namespace_required"
+
+	// Security and transport limits (docs/SECURITY.md).
+	CodeUnauthorized       = "unauthorized"         // 401: no bearer token, or one the server does not know
+	CodeForbidden          = "forbidden"            // 403: the token is valid but not for this namespace or route
+	CodeValueTooLong       = "value_too_long"       // 400: a KVSet Value over --max-value-bytes
+	CodeTooManyWatchers    = "too_many_watchers"    // 429: --max-watchers-per-key or --max-watchers reached
+	CodeTooManyConnections = "too_many_connections" // 503: --max-connections reached; the connection is closed
+	CodeRequestTimeout     = "request_timeout"      // 408: the body did not arrive within --body-read-timeout
 )
 
 // StatusClientClosedRequest is nginx's status for a client that went away;
@@ -56,6 +64,7 @@ var engineErrors = []struct {
 	{engine.ErrDuplicate, http.StatusConflict, CodeDuplicateRequest},
 	{engine.ErrOverflow, http.StatusConflict, CodeOutOfRange},
 	{engine.ErrTooManyWaiters, http.StatusTooManyRequests, CodeTooManyWaiters},
+	{engine.ErrTooManyWatchers, http.StatusTooManyRequests, CodeTooManyWatchers},
 	{engine.ErrShuttingDown, http.StatusServiceUnavailable, CodeShuttingDown},
 	{engine.ErrStorageFailed, http.StatusServiceUnavailable, CodeStorageFailed},
 	{engine.ErrCanceled, StatusClientClosedRequest, CodeCanceled},

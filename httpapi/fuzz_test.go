@@ -43,13 +43,14 @@ var tightLimits = Limits{
 	MaxWatchTimeout:     3 * time.Second,
 	DefaultWatchTimeout: time.Second,
 	MaxSeqCount:         100,
+	MaxValueBytes:       16,
 }
 
 // decodeCodes are the codes decoding may fail with, all 400.
 var decodeCodes = map[string]bool{
 	CodeBadJSON: true, CodeUnknownField: true, CodeInvalidRequest: true, CodeHandleRequired: true,
 	CodeDurationRequired: true, CodeInvalidDuration: true, CodeKeyRequired: true, CodeKeyTooLong: true,
-	CodeValueRequired: true, CodeTooManyOps: true,
+	CodeValueRequired: true, CodeTooManyOps: true, CodeValueTooLong: true,
 }
 
 var snakeCase = regexp.MustCompile(`^[a-z]+(_[a-z]+)*$`)

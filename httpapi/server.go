@@ -65,6 +65,12 @@ func (s *Server) post(h handlerFunc) http.HandlerFunc {
 					msg: "the body is over " + strconv.FormatInt(s.lim.MaxBodyBytes, 10) + " bytes (--max-body-bytes)"})
 				return
 			}
+			if isBodyTimeout(err) {
+				w.Header().Set("Connection", "close")
+				writeError(w, &apiError{status: http.StatusRequestTimeout, code: CodeRequestTimeout,
+					msg: "the body did not arrive in time (--body-read-timeout); send it at once after the headers"})
+				return
+			}
 			writeError(w, badRequest(CodeBadJSON, "reading the body failed: "+err.Error()))
 			return
 		}

@@ -45,6 +45,21 @@ func serve(args []string) int {
 	fs.DurationVar(&lim.MaxLockWait, "max-lock-wait", lim.MaxLockWait, "longest LockWait")
 	fs.DurationVar(&lim.MaxWatchTimeout, "max-watch-timeout", lim.MaxWatchTimeout, "longest watch Timeout (longer ones are capped)")
 	fs.DurationVar(&lim.DefaultWatchTimeout, "watch-timeout", lim.DefaultWatchTimeout, "watch Timeout when the request gives none")
+	// Security and transport (docs/SECURITY.md).
+	hc := httpapi.DefaultHTTPConfig()
+	authFile := fs.String("auth-file", "", "bearer tokens, one grant a line (docs/SECURITY.md); SIGHUP reloads it. Without it nothing is checked")
+	insecureNoAuth := fs.Bool("insecure-no-auth", false, "allow a non-loopback --addr without --auth-file (every client may do everything)")
+	fs.StringVar(&hc.TLSCertFile, "tls-cert", "", "serve HTTPS with this PEM certificate (chain); needs --tls-key; SIGHUP reloads both")
+	fs.StringVar(&hc.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	fs.IntVar(&lim.MaxValueBytes, "max-value-bytes", lim.MaxValueBytes, "longest KVSet Value, as JSON text")
+	fs.IntVar(&lim.MaxNamespaceBytes, "max-namespace-bytes", lim.MaxNamespaceBytes, "longest namespace ({env} of the URL)")
+	maxWatchersPerKey := fs.Int("max-watchers-per-key", engine.DefaultMaxWatchersPerKey, "watches parked on one key")
+	maxWatchers := fs.Int("max-watchers", engine.DefaultMaxWatchers, "watches in flight in the whole server")
+	fs.IntVar(&hc.MaxConnections, "max-connections", hc.MaxConnections, "open connections; one over it gets 503 too_many_connections and is closed (0: no limit)")
+	fs.DurationVar(&hc.ReadHeaderTimeout, "read-header-timeout", hc.ReadHeaderTimeout, "time a client has to send its request headers")
+	fs.DurationVar(&hc.BodyReadTimeout, "body-read-timeout", hc.BodyReadTimeout, "time a client has to send a request body, after its headers")
+	fs.DurationVar(&hc.IdleTimeout, "idle-timeout", hc.IdleTimeout, "close a keep-alive connection idle this long")
+	fs.IntVar(&hc.MaxHeaderBytes, "max-header-bytes", hc.MaxHeaderBytes, "largest request line and headers (over it: 431)")
 	if err := parseWithEnv(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -59,6 +74,31 @@ func serve(args []string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	slog.SetDefault(log)      // httpapi logs admin actions through the default logger
 	httpapi.Version = version // reported by GET /admin/stats
+	// Auth and TLS are checked before the log is replayed, so a mistake
+	// there fails at once.
+	if *authFile != "" {
+		table, err := httpapi.LoadAuthFile(*authFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "latch serve:", err)
+			return 2
+		}
+		hc.Auth = httpapi.NewAuth(table)
+		log.Info("auth is on", "auth_file", *authFile, "tokens", table.Tokens())
+	} else if err := checkNoAuthAddr(*addr, *insecureNoAuth, log); err != nil {
+		fmt.Fprintln(os.Stderr, "latch serve:", err)
+		return 2
+	}
+	var api http.Handler // set once the engine is open, before serving
+	srv, err := httpapi.NewHTTPServer(hc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) }))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "latch serve:", err)
+		return 2
+	}
+	if srv.TLS() {
+		log.Info("TLS is on", "cert", hc.TLSCertFile)
+	} else if *authFile != "" && !isLoopbackAddr(*addr) {
+		log.Warn("auth is on but TLS is off: tokens and data cross the network in clear text; give --tls-cert and --tls-key or put a TLS proxy in front (docs/SECURITY.md)")
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -78,7 +118,8 @@ func serve(args []string) int {
 	cfg := engine.Config{
 		Dir: *dataDir, Shards: *shards, IdempotencyTTL: *idemTTL, MaxWaitersPerLock: *maxWaiters,
 		SnapshotEveryRecords: *snapRecords, SnapshotEvery: *snapEvery, SnapshotKeep: *snapKeep,
-		SegmentSize: *segSize,
+		SegmentSize:       *segSize,
+		MaxWatchersPerKey: *maxWatchersPerKey, MaxWatchers: *maxWatchers,
 		OnSnapshot: func(info engine.SnapshotInfo, err error) {
 			if errors.Is(err, engine.ErrStorageFailed) {
 				log.Error("snapshot failed after it was renamed into place; the server stops", "err", err)
@@ -141,19 +182,23 @@ func serve(args []string) int {
 		eng.Close()
 		return 1
 	}
-	srv := &http.Server{
-		Handler:           httpapi.New(eng, lim),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
+	api = httpapi.New(eng, lim)
+	// Signals are caught before the listening line, so a script that
+	// signals as soon as it sees that line is never too early.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	go func() {
+		for range hups {
+			reload(log, srv, hc.Auth, *authFile)
+		}
+	}()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	// The address line is parsed by tests and scripts: keep its shape.
-	log.Info("listening", "addr", ln.Addr().String(), "shards", *shards)
+	log.Info("listening", "addr", ln.Addr().String(), "shards", *shards, "tls", srv.TLS(), "auth", hc.Auth != nil)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case sig := <-sigs:
 		log.Info("shutting down", "signal", sig.String())
@@ -186,6 +231,66 @@ func serve(args []string) int {
 		eng.Close()
 		return 1
 	}
+}
+
+// reload re-reads the auth file and the TLS pair on SIGHUP. A file that
+// fails its checks leaves the old one in force.
+func reload(log *slog.Logger, srv *httpapi.HTTPServer, auth *httpapi.Auth, authFile string) {
+	if auth != nil {
+		if table, err := httpapi.LoadAuthFile(authFile); err != nil {
+			log.Error("SIGHUP: the auth file was not reloaded; the previous tokens stay in force", "err", err)
+		} else {
+			auth.Store(table)
+			log.Info("SIGHUP: auth file reloaded", "auth_file", authFile, "tokens", table.Tokens())
+		}
+	}
+	if srv.TLS() {
+		if err := srv.ReloadTLS(); err != nil {
+			log.Error("SIGHUP: the TLS certificate was not reloaded; the previous one stays in use", "err", err)
+		} else {
+			log.Info("SIGHUP: TLS certificate reloaded")
+		}
+	}
+}
+
+// checkNoAuthAddr decides whether to serve without auth. On loopback it
+// warns; elsewhere it refuses unless --insecure-no-auth, as Redis's
+// protected mode refuses outside clients when no password is set: an
+// --addr :7070 typed without thinking must not publish every lock and key
+// to the network. With the flag it warns loudly.
+func checkNoAuthAddr(addr string, insecure bool, log *slog.Logger) error {
+	if isLoopbackAddr(addr) {
+		log.Warn("auth is off (no --auth-file): any local process may read and write every namespace; see docs/SECURITY.md")
+		return nil
+	}
+	if !insecure {
+		return fmt.Errorf("--addr %s is not a loopback address and there is no --auth-file: anyone who can reach it could take every lock and read every key. "+
+			"Give --auth-file (docs/SECURITY.md), bind 127.0.0.1, or pass --insecure-no-auth if a firewall or proxy guards it", addr)
+	}
+	log.Warn("AUTH IS OFF ON A NETWORK ADDRESS (--insecure-no-auth): every client that can reach "+addr+" may read, write and unlock everything", "addr", addr)
+	return nil
+}
+
+// isLoopbackAddr reports whether host:port names only loopback addresses
+// (127.0.0.0/8, ::1, or a name that resolves only to them).
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
 
 // Limits of --segment-size: below a page every batch would open a file;

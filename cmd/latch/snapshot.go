@@ -19,7 +19,8 @@ import (
 )
 
 const snapshotUsage = `Usage:
-  latch snapshot save --addr URL --out FILE        consistent snapshot of a running server
+  latch snapshot save --addr URL --out FILE [--token T]
+                                                   consistent snapshot of a running server
   latch snapshot save --data-dir DIR --out FILE    ... or of a stopped server's data directory
   latch snapshot restore --in FILE --data-dir DIR [--force]
                                                    build a data directory the server boots from
@@ -135,6 +136,7 @@ func snapshotSave(args []string) error {
 	addr := fs.String("addr", "", "URL of a running server, e.g. http://127.0.0.1:7070")
 	dataDir := fs.String("data-dir", "", "data directory of a stopped server")
 	out := fs.String("out", "", "snapshot file to write")
+	token := fs.String("token", "", "bearer token for --addr: the admin token of a server with --auth-file")
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
 	}
@@ -148,7 +150,7 @@ func snapshotSave(args []string) error {
 	defer os.Remove(tmp.Name()) // no-op once renamed
 	p := startProgress("save")
 	if *addr != "" {
-		err = saveFromServer(*addr, progressWriter{tmp, p})
+		err = saveFromServer(*addr, *token, progressWriter{tmp, p})
 	} else {
 		err = saveFromDir(*dataDir, progressWriter{tmp, p})
 	}
@@ -171,12 +173,19 @@ func snapshotSave(args []string) error {
 	return nil
 }
 
-func saveFromServer(addr string, w io.Writer) error {
+func saveFromServer(addr, token string, w io.Writer) error {
 	url := strings.TrimRight(addr, "/") + "/admin/snapshot"
 	if !strings.Contains(addr, "://") {
 		url = "http://" + url
 	}
-	resp, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}

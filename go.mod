@@ -9,6 +9,7 @@ require (
 
 require (
 	github.com/klauspost/compress v1.20.4 // indirect
+	github.com/prometheus/client_golang v1.23.2 // indirect
 	github.com/tidwall/gjson v1.10.2 // indirect
 	github.com/tidwall/match v1.1.1 // indirect
 	github.com/tidwall/pretty v1.2.0 // indirect

@@ -57,6 +57,10 @@ type Config struct {
 	// "written", "renamed", "published" and "truncating" (see snapshot.go).
 	// Crash tests kill the process there.
 	SnapshotHook func(step string)
+	// OnCommit, if set, is told about every group commit of the log: its
+	// records, bytes and fsync time (wal.Options.OnCommit). For metrics;
+	// it runs on the commit path, so it must be cheap.
+	OnCommit func(records, bytes int, fsync time.Duration)
 }
 
 // Engine is latch's state machine. Its methods are safe for concurrent use.
@@ -77,6 +81,13 @@ type Engine struct {
 	lastSnapCut atomic.Uint64
 	snapStop    chan struct{}
 	snapDone    chan struct{}
+
+	// For Stats: the last successful snapshot (unix ns of its cut, 0 =
+	// none), how long it took, and counts of snapshots taken and failed.
+	lastSnapUnixNs  atomic.Int64
+	lastSnapTookNs  atomic.Int64
+	snapshotsTaken  atomic.Uint64
+	snapshotsFailed atomic.Uint64
 }
 
 // RecoveryInfo says what Open found on disk.
@@ -140,6 +151,7 @@ func Open(cfg Config) (*Engine, error) {
 		FaultHook:   cfg.FaultHook,
 		OnFail:      e.onStorageFailure,
 		StartAfter:  cut,
+		OnCommit:    cfg.OnCommit,
 		Replay: func(seq uint64, payload []byte) error {
 			if seq <= cut {
 				return nil // already in the snapshot

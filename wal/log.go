@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	twal "github.com/tidwall/wal"
 )
@@ -30,6 +31,11 @@ type Options struct {
 	// StartAfter, for a directory with no log yet, makes the first record's
 	// sequence StartAfter+1 (a data directory restored from a snapshot).
 	StartAfter uint64
+	// OnCommit, if set, is called from the committer goroutine after each
+	// successful batch with its record count, its bytes on disk and how
+	// long its fsync took. It runs after the batch's Ticket resolved, on the
+	// commit path, so it must be cheap and must not block (metrics).
+	OnCommit func(records, bytes int, fsync time.Duration)
 }
 
 // Ticket resolves when the batch holding a record is durable, or failed.
@@ -81,7 +87,8 @@ type Log struct {
 
 	wake     chan struct{}
 	stopped  chan struct{}
-	segBytes int64 // bytes in tidwall's tail segment, mirrored
+	segBytes int64        // bytes in tidwall's tail segment, mirrored
+	size     atomic.Int64 // bytes in all segment files, for Size
 	first    uint64
 	durable  atomic.Uint64
 	repair   *Repair
@@ -136,12 +143,22 @@ func Open(dir string, opts Options) (*Log, error) {
 		repair:   res.repair,
 	}
 	l.durable.Store(res.last)
+	size, err := segmentBytes(dir)
+	if err != nil {
+		tl.Close()
+		return nil, err
+	}
+	l.size.Store(size)
 	go l.commitLoop()
 	return l, nil
 }
 
 // Repaired reports the torn tail Open cut off, or nil.
 func (l *Log) Repaired() *Repair { return l.repair }
+
+// Size is the number of bytes in the log's segment files: what is on disk
+// now, including a batch being written, less segments TruncateBefore removed.
+func (l *Log) Size() int64 { return l.size.Load() }
 
 // DurableSeq is the highest sequence number known to be on disk.
 func (l *Log) DurableSeq() uint64 { return l.durable.Load() }
@@ -185,12 +202,16 @@ func (l *Log) commitLoop() {
 		}
 		l.mu.Unlock()
 		if ready {
-			if err := l.commit(b); err != nil {
+			fsync, err := l.commit(b)
+			if err != nil {
 				l.fail(err, b)
 				return
 			}
 			l.durable.Store(b.ticket.last)
 			close(b.ticket.done)
+			if l.opts.OnCommit != nil {
+				l.opts.OnCommit(len(b.sizes), b.bytes(), fsync)
+			}
 		}
 		if closing {
 			return
@@ -205,28 +226,58 @@ func (l *Log) step(name string) error {
 	return nil
 }
 
-func (l *Log) commit(b *batch) error {
+// commit writes and fsyncs one batch; it returns how long the fsync took.
+func (l *Log) commit(b *batch) (time.Duration, error) {
 	if err := l.step("write"); err != nil {
-		return fmt.Errorf("write: %w", err)
+		return 0, fmt.Errorf("write: %w", err)
 	}
 	if err := l.tl.WriteBatch(&b.tb); err != nil {
-		return fmt.Errorf("write: %w", err)
+		return 0, fmt.Errorf("write: %w", err)
 	}
+	l.size.Add(int64(b.bytes()))
 	if err := l.step("fsync"); err != nil {
-		return fmt.Errorf("fsync: %w", err)
+		return 0, fmt.Errorf("fsync: %w", err)
 	}
+	start := time.Now()
 	if err := l.tl.Sync(); err != nil {
-		return fmt.Errorf("fsync: %w", err)
+		return 0, fmt.Errorf("fsync: %w", err)
 	}
+	fsync := time.Since(start)
 	if l.mirrorSegments(b.sizes) {
 		if err := l.step("dirsync"); err != nil {
-			return fmt.Errorf("directory fsync: %w", err)
+			return fsync, fmt.Errorf("directory fsync: %w", err)
 		}
 		if err := syncDir(l.dir); err != nil {
-			return err
+			return fsync, err
 		}
 	}
-	return nil
+	return fsync, nil
+}
+
+// bytes is the batch's size on disk: each entry is uvarint(len) + frame.
+func (b *batch) bytes() int {
+	n := 0
+	for _, sz := range b.sizes {
+		n += uvarintLen(uint64(sz)) + sz
+	}
+	return n
+}
+
+// segmentBytes sums the sizes of dir's segment files.
+func segmentBytes(dir string) (int64, error) {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, s := range segs {
+		st, err := os.Stat(s.path)
+		if err != nil {
+			return 0, err
+		}
+		n += st.Size()
+	}
+	return n, nil
 }
 
 // mirrorSegments follows tidwall/wal's writeBatch rule for starting a new

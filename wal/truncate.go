@@ -37,8 +37,12 @@ func (l *Log) TruncateBefore(cut uint64, afterEach func()) (removed []string, er
 		if segs[i+1].first-1 > cut {
 			break
 		}
+		st, statErr := os.Stat(segs[i].path)
 		if err := os.Remove(segs[i].path); err != nil {
 			return removed, fmt.Errorf("wal: removing %s: %w", segs[i].path, err)
+		}
+		if statErr == nil {
+			l.size.Add(-st.Size())
 		}
 		removed = append(removed, filepath.Base(segs[i].path))
 		if afterEach != nil {

@@ -33,6 +33,7 @@ const (
 	CodeStorageFailed      = "storage_failed"
 	CodeCanceled           = "canceled"
 	CodeInternal           = "internal"
+	CodeRecovering         = "recovering"
 )
 
 // StatusClientClosedRequest is nginx's status for a client that went away;

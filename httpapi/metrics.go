@@ -42,8 +42,8 @@ func NewMetrics(v VersionInfo) *Metrics {
 		Help: "HTTP requests by route pattern (e.g. /db/{env}) and status code.",
 	}, []string{"route", "code"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "latch_http_request_duration_seconds",
-		Help: "Time from receiving a request to the end of its reply, by route pattern; lock waits and watches included.",
+		Name:    "latch_http_request_duration_seconds",
+		Help:    "Time from receiving a request to the end of its reply, by route pattern; lock waits and watches included.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 	}, []string{"route"})
 	m.commitRecords = prometheus.NewHistogram(prometheus.HistogramOpts{

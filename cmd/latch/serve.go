@@ -166,19 +166,20 @@ func serve(args []string) int {
 	}
 	log.Info("recovered", attrs...)
 
+	// Handle signals from before the API is ready and its line is logged:
+	// a SIGTERM right after that line must drain, not kill.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	api := httpapi.New(eng, lim)
 	api.Observe(health, metrics)
 	health.Serve(api)
 	// The address line is parsed by tests and scripts: keep its shape. It
 	// means the API is ready (the socket was bound before recovery).
 	log.Info("listening", "addr", ln.Addr().String(), "shards", *shards)
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case sig := <-sigs:
+		health.Drain() // before the line: tests read /readyz once they see it
 		log.Info("shutting down", "signal", sig.String(), "drain_delay", *drainDelay)
-		health.Drain()
 		if *drainDelay > 0 {
 			select {
 			case <-time.After(*drainDelay):

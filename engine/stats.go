@@ -19,7 +19,9 @@ type shardStats struct {
 
 // Stats is a point-in-time view of the engine for metrics and admin
 // pages. The shards' numbers are read one by one, so the sums are not a
-// single consistent cut; each number is exact for its shard.
+// single consistent cut. Waiters and Watchers count what LockWaiters
+// counts: a caller that gave up leaves them when its loop hears of it,
+// which under overload (a full command queue) is when the entry is popped.
 type Stats struct {
 	LocksHeld  int64  // locks with a holder (an expired one counts until its timer releases it)
 	Waiters    int64  // requests queued on a held lock

@@ -127,6 +127,7 @@ func serve(args []string) int {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn), // net/http's own complaints, in the same format
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -33,8 +33,9 @@ type Options struct {
 	StartAfter uint64
 	// OnCommit, if set, is called from the committer goroutine after each
 	// successful batch with its record count, its bytes on disk and how
-	// long its fsync took. It runs after the batch's Ticket resolved, on the
-	// commit path, so it must be cheap and must not block (metrics).
+	// long its fsync took. It runs just before the batch's Ticket resolves
+	// (so metrics already count a commit whose replies were seen), on the
+	// commit path: it must be cheap and must not block.
 	OnCommit func(records, bytes int, fsync time.Duration)
 }
 
@@ -207,11 +208,11 @@ func (l *Log) commitLoop() {
 				l.fail(err, b)
 				return
 			}
-			l.durable.Store(b.ticket.last)
-			close(b.ticket.done)
 			if l.opts.OnCommit != nil {
 				l.opts.OnCommit(len(b.sizes), b.bytes(), fsync)
 			}
+			l.durable.Store(b.ticket.last)
+			close(b.ticket.done)
 		}
 		if closing {
 			return

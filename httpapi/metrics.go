@@ -102,8 +102,24 @@ func (m *Metrics) instrument(mux http.Handler, w http.ResponseWriter, r *http.Re
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
-	m.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+	m.requests.WithLabelValues(route, statusLabel(rec.status)).Inc()
 	m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+}
+
+// statusLabels are the code labels of every valid status, made once so
+// that labelling a request allocates nothing.
+var statusLabels = func() (l [600]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
+
+func statusLabel(code int) string {
+	if code >= 0 && code < len(statusLabels) {
+		return statusLabels[code]
+	}
+	return strconv.Itoa(code)
 }
 
 // statusRecorder remembers the status a handler wrote.

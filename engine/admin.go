@@ -64,8 +64,9 @@ type KeysPage struct {
 	Next string // pass as after for the next page; "" on the last page
 }
 
-// Stats are engine-wide totals.
-type Stats struct {
+// Overview is engine-wide totals read on the loops, for GET /admin/stats:
+// exact at one moment per shard, unlike the cheaper counters of Stats.
+type Overview struct {
 	Namespaces   int // as listed by Namespaces
 	LocksHeld    int
 	Waiters      int
@@ -272,9 +273,9 @@ func (e *Engine) Keys(ctx context.Context, ns, prefix, after string, limit int) 
 	})
 }
 
-// Stats returns engine-wide totals, read on every loop, plus the log's
+// Overview returns engine-wide totals, read on every loop, plus the log's
 // size and the newest snapshot from the data directory.
-func (e *Engine) Stats(ctx context.Context) (Stats, error) {
+func (e *Engine) Overview(ctx context.Context) (Overview, error) {
 	type part struct{ nss, held, waiters, watchers int }
 	parts, err := eachShard(ctx, e, "", func(s *shard) []part {
 		now := nowMs()
@@ -296,22 +297,16 @@ func (e *Engine) Stats(ctx context.Context) (Stats, error) {
 		return []part{p}
 	})
 	if err != nil {
-		return Stats{}, err
+		return Overview{}, err
 	}
-	st := Stats{LastHandle: e.LastHandle()}
+	st := Overview{LastHandle: e.LastHandle()}
 	for _, p := range parts {
 		st.Namespaces += p.nss
 		st.LocksHeld += p.held
 		st.Waiters += p.waiters
 		st.Watchers += p.watchers
 	}
-	if ents, err := os.ReadDir(filepath.Join(e.cfg.Dir, "wal")); err == nil {
-		for _, de := range ents {
-			if fi, err := de.Info(); err == nil && fi.Mode().IsRegular() {
-				st.WALBytes += fi.Size()
-			}
-		}
-	}
+	st.WALBytes = e.log.Size()
 	dir := filepath.Join(e.cfg.Dir, "snap")
 	if names, err := snapshotFiles(dir); err == nil && len(names) > 0 {
 		newest := names[len(names)-1]

@@ -139,18 +139,18 @@ func TestAdminViews(t *testing.T) {
 		t.Fatalf("limit over the maximum: %v", err)
 	}
 
-	st, err := e.Stats(ctx)
+	st, err := e.Overview(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Namespaces != 2 || st.LocksHeld != 2 || st.Waiters != 2 || st.Watchers != 2 || st.LastHandle != e.LastHandle() || st.WALBytes <= 0 || st.LastSnapshot != nil {
-		t.Fatalf("Stats: %+v", st)
+		t.Fatalf("Overview: %+v", st)
 	}
 	if _, err := e.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := e.Stats(ctx); st.LastSnapshot == nil || st.LastSnapshot.Cut == 0 || st.LastSnapshot.Bytes <= 0 {
-		t.Fatalf("Stats after a snapshot: %+v", st.LastSnapshot)
+	if st, _ := e.Overview(ctx); st.LastSnapshot == nil || st.LastSnapshot.Cut == 0 || st.LastSnapshot.Bytes <= 0 {
+		t.Fatalf("Overview after a snapshot: %+v", st.LastSnapshot)
 	}
 
 	cancel()

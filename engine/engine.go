@@ -79,6 +79,10 @@ type Config struct {
 	// (default 100,000): each one holds a goroutine and, over HTTP/1.1,
 	// a connection.
 	MaxWatchers int
+	// OnCommit, if set, is told about every group commit of the log: its
+	// records, bytes and fsync time (wal.Options.OnCommit). For metrics;
+	// it runs on the commit path, so it must be cheap.
+	OnCommit func(records, bytes int, fsync time.Duration)
 }
 
 // Engine is latch's state machine. Its methods are safe for concurrent use.
@@ -101,6 +105,12 @@ type Engine struct {
 	snapDone    chan struct{}
 
 	watchers atomic.Int64 // Watch calls in flight, bounded by cfg.MaxWatchers
+	// For Stats: the last successful snapshot (unix ns of its cut, 0 =
+	// none), how long it took, and counts of snapshots taken and failed.
+	lastSnapUnixNs  atomic.Int64
+	lastSnapTookNs  atomic.Int64
+	snapshotsTaken  atomic.Uint64
+	snapshotsFailed atomic.Uint64
 }
 
 // RecoveryInfo says what Open found on disk.
@@ -171,6 +181,7 @@ func Open(cfg Config) (*Engine, error) {
 		SyncHook:    cfg.SyncHook,
 		OnFail:      e.onStorageFailure,
 		StartAfter:  cut,
+		OnCommit:    cfg.OnCommit,
 		Replay: func(seq uint64, payload []byte) error {
 			if seq <= cut {
 				return nil // already in the snapshot

@@ -25,6 +25,7 @@ type shard struct {
 	idemQueue  []idemEntry
 	buf        []byte
 	replaying  bool
+	stats      shardStats // written by the loop, read by Engine.Stats
 }
 
 type drainCmd struct{ done chan struct{} }
@@ -53,6 +54,7 @@ func (s *shard) namespace(name string) *namespace {
 	ns := s.nss[name]
 	if ns == nil {
 		ns = newNamespace(name)
+		ns.stats = &s.stats
 		s.nss[name] = ns
 	}
 	return ns
@@ -62,8 +64,10 @@ func (s *shard) namespace(name string) *namespace {
 func (s *shard) run() {
 	defer close(s.done)
 	for {
+		var start time.Time
 		select {
 		case c := <-s.cmds:
+			start = time.Now()
 			switch c := c.(type) {
 			case *doOp:
 				s.execute(c, false)
@@ -80,17 +84,20 @@ func (s *shard) run() {
 				s.snapshotCopy(c)
 			}
 		case <-s.timer.C:
+			start = time.Now()
 			s.timerAtMs = 0
 			s.fireDeadlines()
 		case <-s.stop:
 			return
 		}
 		s.housekeep()
+		s.stats.busyNs.Add(int64(time.Since(start)))
 	}
 }
 
 // housekeep prunes expired idempotency ids and re-arms the deadline timer.
 func (s *shard) housekeep() {
+	s.stats.held.Store(int64(len(s.deadlines)))
 	now := nowMs()
 	for len(s.idemQueue) > 0 && s.idemQueue[0].expMs <= now {
 		ie := s.idemQueue[0]
@@ -190,9 +197,7 @@ func (s *shard) settleLock(ns *namespace, key string, now int64) {
 			break
 		}
 		if !op.take() {
-			if l.waiters.dead > 0 {
-				l.waiters.dead--
-			}
+			l.waiters.poppedCanceled()
 			continue // timed out or disconnected: never granted (I6)
 		}
 		s.execute(op, true)
@@ -229,7 +234,7 @@ func (s *shard) watch(op *watchOp) {
 	default:
 		q := ns.watchers[op.key]
 		if q == nil {
-			q = &waitQueue[*watchOp]{}
+			q = &waitQueue[*watchOp]{count: &s.stats.watchers}
 			ns.watchers[op.key] = q
 		}
 		q.push(op)
@@ -248,7 +253,7 @@ func (s *shard) notifyWatchers(ns *namespace, key string, t *wal.Ticket) {
 		return
 	}
 	cur := s.kvValue(ns, nil, key)
-	var keep waitQueue[*watchOp]
+	keep := waitQueue[*watchOp]{count: &s.stats.watchers}
 	for {
 		op, ok := q.pop()
 		if !ok {
@@ -342,4 +347,5 @@ func (s *shard) finishReplay(now int64) {
 		}
 	}
 	sort.Slice(s.idemQueue, func(i, j int) bool { return s.idemQueue[i].expMs < s.idemQueue[j].expMs })
+	s.stats.held.Store(int64(len(s.deadlines)))
 }

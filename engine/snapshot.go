@@ -120,10 +120,8 @@ func (e *Engine) capture() ([]shardCopy, snapshot.Header, time.Duration, error) 
 	return all, hdr, pause, nil
 }
 
-// Snapshot takes a snapshot into the data directory now, then prunes old
-// snapshots and the log segments they no longer need. Writes continue
-// while it is encoded.
-func (e *Engine) Snapshot() (SnapshotInfo, error) {
+// takeSnapshot is Snapshot without the bookkeeping for Stats.
+func (e *Engine) takeSnapshot() (SnapshotInfo, error) {
 	e.snapMu.Lock()
 	defer e.snapMu.Unlock()
 	if e.closed {
@@ -399,6 +397,7 @@ func (e *Engine) loadSnapshot(info *RecoveryInfo) (uint64, error) {
 		})
 		if err == nil {
 			e.observeHandle(hdr.LastHandle)
+			e.lastSnapUnixNs.Store(hdr.CreatedMs * int64(time.Millisecond))
 			info.Snapshot, info.SnapshotCut = path, hdr.Cut
 			return hdr.Cut, nil
 		}

@@ -38,6 +38,7 @@ type namespace struct {
 	held     btree.Map[string, heldLock] // holders, mirrored from locks for O(1) snapshot copies
 	idem     btree.Map[string, int64]    // id -> expiry unix ms
 	watchers map[string]*waitQueue[*watchOp]
+	stats    *shardStats // the owning shard's gauges, for new wait queues
 }
 
 // heldLock is a lock's holder as a value, for the held B-tree.
@@ -58,6 +59,9 @@ func (ns *namespace) lock(key string) *lockState {
 	l := ns.locks[key]
 	if l == nil {
 		l = &lockState{ns: ns, key: key, heapIdx: -1}
+		if ns.stats != nil {
+			l.waiters.count = &ns.stats.waiters
+		}
 		ns.locks[key] = l
 	}
 	return l
@@ -96,10 +100,25 @@ type claimer interface{ waiting() bool }
 type waitQueue[T claimer] struct {
 	items []T
 	head  int
-	dead  int // canceled entries still in items (approximate)
+	dead  int           // canceled entries still in items (approximate)
+	count *atomic.Int64 // the shard's gauge of live entries (Stats), or nil
 }
 
-func (q *waitQueue[T]) push(v T) { q.items = append(q.items, v) }
+func (q *waitQueue[T]) push(v T) {
+	before := q.live()
+	q.items = append(q.items, v)
+	q.account(before)
+}
+
+// account adds the change of live() since before to the shard's gauge
+// (Stats), so the gauge is always the sum of live() over its queues.
+func (q *waitQueue[T]) account(before int) {
+	if q.count != nil {
+		if d := q.live() - before; d != 0 {
+			q.count.Add(int64(d))
+		}
+	}
+}
 
 func (q *waitQueue[T]) len() int { return len(q.items) - q.head }
 
@@ -117,6 +136,7 @@ func (q *waitQueue[T]) pop() (T, bool) {
 	if q.head >= len(q.items) {
 		return zero, false
 	}
+	before := q.live()
 	v := q.items[q.head]
 	q.items[q.head] = zero
 	q.head++
@@ -127,11 +147,23 @@ func (q *waitQueue[T]) pop() (T, bool) {
 		clear(q.items[n:])
 		q.items, q.head = q.items[:n], 0
 	}
+	q.account(before)
 	return v, true
+}
+
+// poppedCanceled accounts for a canceled entry that pop just returned.
+func (q *waitQueue[T]) poppedCanceled() {
+	if q.dead > 0 {
+		before := q.live()
+		q.dead--
+		q.account(before)
+	}
 }
 
 // noteCanceled counts one canceled entry and compacts when most are dead.
 func (q *waitQueue[T]) noteCanceled() {
+	before := q.live()
+	defer q.account(before)
 	q.dead++
 	if q.dead > 64 && q.dead > q.len()/2 {
 		kept := q.items[:0]

@@ -163,7 +163,7 @@ type adminStats struct {
 }
 
 func (s *Server) handleAdminStats(w http.ResponseWriter, r *http.Request) error {
-	st, err := s.eng.Stats(r.Context())
+	st, err := s.eng.Overview(r.Context())
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,9 @@ func newSecServer(t testing.TB, cfg engine.Config, lim httpapi.Limits, hc httpap
 	if err != nil {
 		t.Fatalf("engine.Open: %v", err)
 	}
-	srv, err := httpapi.NewHTTPServer(hc, httpapi.New(eng, lim))
+	api := httpapi.New(eng, lim)
+	api.Observe(nil, httpapi.NewMetrics(httpapi.BuildVersion("test"))) // as serve.go does: /metrics is on
+	srv, err := httpapi.NewHTTPServer(hc, api)
 	if err != nil {
 		eng.Close()
 		t.Fatalf("NewHTTPServer: %v", err)
@@ -145,8 +147,7 @@ func TestAuthMatrix(t *testing.T) {
 		return []route{{"POST", "/db/" + ns, db}, {"POST", "/req/" + ns, db}, {"POST", "/watch/" + ns, watch}}
 	}
 	admin := []route{{"GET", "/admin/snapshot", ""}, {"GET", "/admin/no-such-thing", ""}, {"GET", "/", ""}, {"POST", "/nope/dev", db}}
-	// The open routes are not served by this package (404 here), but the
-	// auth layer must let them through without a token.
+	// The open routes must get through the auth layer without a token.
 	open := []route{{"GET", "/ui", ""}, {"GET", "/ui/app.js", ""}, {"GET", "/metrics", ""}, {"GET", "/livez", ""}, {"GET", "/readyz", ""}, {"GET", "/version", ""}}
 
 	want := func(token string, routes []route, status int) {
@@ -180,13 +181,13 @@ func TestAuthMatrix(t *testing.T) {
 	for _, tok := range []string{"", "not-a-known-token-at-all", tokHashed + "x", "sha256:" + sha256hex(tokHashed)} {
 		want(tok, nsRoutes("dev"), http.StatusUnauthorized)
 		want(tok, admin, http.StatusUnauthorized)
-		want(tok, open, http.StatusNotFound)
+		want(tok, open, http.StatusOK)
 	}
 	want(tokDev, nsRoutes("dev"), http.StatusOK)
 	want(tokDev, nsRoutes("prod"), http.StatusForbidden)
 	want(tokDev, nsRoutes("dev2"), http.StatusForbidden)
 	want(tokDev, admin, http.StatusForbidden)
-	want(tokDev, open, http.StatusNotFound)
+	want(tokDev, open, http.StatusOK)
 
 	want(tokTeam, nsRoutes("team-a"), http.StatusOK)
 	want(tokTeam, nsRoutes("team-"), http.StatusOK)
@@ -207,7 +208,7 @@ func TestAuthMatrix(t *testing.T) {
 	want(tokAdmin, nsRoutes("dev"), http.StatusOK)
 	want(tokAdmin, nsRoutes("anything.else"), http.StatusOK)
 	want(tokAdmin, admin, http.StatusOK)
-	want(tokAdmin, open, http.StatusNotFound)
+	want(tokAdmin, open, http.StatusOK)
 	// The admin token gets the snapshot itself.
 	if r := call(t, ts, "GET", "/admin/snapshot", tokAdmin, ""); r.Status != http.StatusOK || len(r.Raw) == 0 {
 		t.Fatalf("admin snapshot: %d, %d bytes", r.Status, len(r.Raw))

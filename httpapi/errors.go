@@ -44,6 +44,9 @@ const (
 	CodeTooManyWatchers    = "too_many_watchers"    // 429: --max-watchers-per-key or --max-watchers reached
 	CodeTooManyConnections = "too_many_connections" // 503: --max-connections reached; the connection is closed
 	CodeRequestTimeout     = "request_timeout"      // 408: the body did not arrive within --body-read-timeout
+
+	// Health (health.go).
+	CodeRecovering = "recovering"
 )
 
 // StatusClientClosedRequest is nginx's status for a client that went away;

@@ -15,11 +15,21 @@ type Server struct {
 	eng *engine.Engine
 	lim Limits
 	mux *http.ServeMux
+	// Observability (health.go, metrics.go): a ready Health unless
+	// Observe gives the process's own; metrics off unless Observe.
+	health  *Health
+	metrics *Metrics
 }
 
 // New returns the API handler over eng.
 func New(eng *engine.Engine, lim Limits) *Server {
 	s := &Server{eng: eng, lim: lim, mux: http.NewServeMux()}
+	s.health = NewHealth(BuildVersion(""))
+	s.health.setState(StateReady)
+	for _, p := range []string{"/livez", "/readyz", "/version"} {
+		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { s.health.mux.ServeHTTP(w, r) })
+	}
+	s.mux.HandleFunc("/metrics", s.handleMetrics)
 	s.mux.HandleFunc("/db/{env}", s.post(s.handleDB))
 	s.mux.HandleFunc("/req/{env}", s.post(s.handleDB))
 	s.mux.HandleFunc("/watch/{env}", s.post(s.handleWatch))
@@ -33,8 +43,36 @@ func New(eng *engine.Engine, lim Limits) *Server {
 	return s
 }
 
+// Observe makes the server answer /livez, /readyz and /version from h
+// (the process's Health, shared with the stand-in that served them during
+// recovery) and serve and record metrics m (nil: no metrics). Call it
+// before serving.
+func (s *Server) Observe(h *Health, m *Metrics) {
+	if h != nil {
+		s.health = h
+	}
+	s.metrics = m
+	if m != nil {
+		m.eng.Store(s.eng)
+	}
+}
+
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.metrics != nil {
+		s.metrics.instrument(s.mux, w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.metrics == nil {
+		writeError(w, &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "metrics are not enabled on this server"})
+		return
+	}
+	s.metrics.ServeHTTP(w, r)
+}
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, ns string, body []byte) error
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	twal "github.com/tidwall/wal"
 )
@@ -42,6 +43,12 @@ type Options struct {
 	// StartAfter, for a directory with no log yet, makes the first record's
 	// sequence StartAfter+1 (a data directory restored from a snapshot).
 	StartAfter uint64
+	// OnCommit, if set, is called from the committer goroutine after each
+	// successful batch with its record count, its bytes on disk and how
+	// long its fsync took. It runs just before the batch's Ticket resolves
+	// (so metrics already count a commit whose replies were seen), on the
+	// commit path: it must be cheap and must not block.
+	OnCommit func(records, bytes int, fsync time.Duration)
 }
 
 // Ticket resolves when the batch holding a record is durable, or failed.
@@ -93,8 +100,9 @@ type Log struct {
 
 	wake     chan struct{}
 	stopped  chan struct{}
-	segBytes int64  // bytes in tidwall's tail segment, mirrored
-	segFirst uint64 // first sequence of the tail segment (its file name), mirrored
+	segBytes int64        // bytes in tidwall's tail segment, mirrored
+	segFirst uint64       // first sequence of the tail segment (its file name), mirrored
+	size     atomic.Int64 // bytes in all segment files, for Size
 	first    uint64
 	durable  atomic.Uint64
 	repair   *Repair
@@ -158,12 +166,22 @@ func Open(dir string, opts Options) (*Log, error) {
 		repair:   res.repair,
 	}
 	l.durable.Store(res.last)
+	size, err := segmentBytes(dir)
+	if err != nil {
+		tl.Close()
+		return nil, err
+	}
+	l.size.Store(size)
 	go l.commitLoop()
 	return l, nil
 }
 
 // Repaired reports the torn tail Open cut off, or nil.
 func (l *Log) Repaired() *Repair { return l.repair }
+
+// Size is the number of bytes in the log's segment files: what is on disk
+// now, including a batch being written, less segments TruncateBefore removed.
+func (l *Log) Size() int64 { return l.size.Load() }
 
 // DurableSeq is the highest sequence number known to be on disk.
 func (l *Log) DurableSeq() uint64 { return l.durable.Load() }
@@ -207,9 +225,13 @@ func (l *Log) commitLoop() {
 		}
 		l.mu.Unlock()
 		if ready {
-			if err := l.commit(b); err != nil {
+			fsync, err := l.commit(b)
+			if err != nil {
 				l.fail(err, b)
 				return
+			}
+			if l.opts.OnCommit != nil {
+				l.opts.OnCommit(len(b.sizes), b.bytes(), fsync)
 			}
 			l.durable.Store(b.ticket.last)
 			close(b.ticket.done)
@@ -227,20 +249,22 @@ func (l *Log) step(name string) error {
 	return nil
 }
 
-func (l *Log) commit(b *batch) error {
+// commit writes and fsyncs one batch; it returns how long the fsync took.
+func (l *Log) commit(b *batch) (time.Duration, error) {
 	first := b.ticket.last - uint64(len(b.sizes)) + 1
 	closed, tailBytes, tailFirst := l.planSegments(b.sizes, first)
 	if len(closed) > 0 {
 		if err := l.step("create"); err != nil {
-			return fmt.Errorf("segment creation: %w", err)
+			return 0, fmt.Errorf("segment creation: %w", err)
 		}
 	}
 	if err := l.step("write"); err != nil {
-		return fmt.Errorf("write: %w", err)
+		return 0, fmt.Errorf("write: %w", err)
 	}
 	if err := l.tl.WriteBatch(&b.tb); err != nil {
-		return fmt.Errorf("write: %w", err)
+		return 0, fmt.Errorf("write: %w", err)
 	}
+	l.size.Add(int64(b.bytes()))
 	// tidwall/wal fsyncs a segment before it closes it and creates the
 	// next one (cycle), so every closed segment is durable in full.
 	l.segBytes, l.segFirst = tailBytes, tailFirst
@@ -248,26 +272,55 @@ func (l *Log) commit(b *batch) error {
 		l.synced("cycle", l.segmentPath(c.first), c.size)
 	}
 	if err := l.step("fsync"); err != nil {
-		return fmt.Errorf("fsync: %w", err)
+		return 0, fmt.Errorf("fsync: %w", err)
 	}
+	var fsync time.Duration
 	if fsyncEnabled {
+		start := time.Now()
 		if err := l.tl.Sync(); err != nil {
-			return fmt.Errorf("fsync: %w", err)
+			return 0, fmt.Errorf("fsync: %w", err)
 		}
+		fsync = time.Since(start)
 		l.synced("fsync", l.segmentPath(l.segFirst), l.segBytes)
 	}
 	if len(closed) > 0 {
 		if err := l.step("dirsync"); err != nil {
-			return fmt.Errorf("directory fsync: %w", err)
+			return fsync, fmt.Errorf("directory fsync: %w", err)
 		}
 		if fsyncEnabled {
 			if err := syncDir(l.dir); err != nil {
-				return err
+				return fsync, err
 			}
 			l.synced("dirsync", l.dir, 0)
 		}
 	}
-	return nil
+	return fsync, nil
+}
+
+// bytes is the batch's size on disk: each entry is uvarint(len) + frame.
+func (b *batch) bytes() int {
+	n := 0
+	for _, sz := range b.sizes {
+		n += uvarintLen(uint64(sz)) + sz
+	}
+	return n
+}
+
+// segmentBytes sums the sizes of dir's segment files.
+func segmentBytes(dir string) (int64, error) {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, s := range segs {
+		st, err := os.Stat(s.path)
+		if err != nil {
+			return 0, err
+		}
+		n += st.Size()
+	}
+	return n, nil
 }
 
 // synced reports a completed fsync to Options.SyncHook.

@@ -40,8 +40,12 @@ func (l *Log) TruncateBefore(cut uint64, afterEach func()) (removed []string, er
 		if err := l.step("truncate"); err != nil {
 			return removed, fmt.Errorf("wal: removing %s: %w", segs[i].path, err)
 		}
+		st, statErr := os.Stat(segs[i].path)
 		if err := os.Remove(segs[i].path); err != nil {
 			return removed, fmt.Errorf("wal: removing %s: %w", segs[i].path, err)
+		}
+		if statErr == nil {
+			l.size.Add(-st.Size())
 		}
 		removed = append(removed, filepath.Base(segs[i].path))
 		if afterEach != nil {

@@ -55,7 +55,8 @@ func TestMain(m *testing.M) {
 const hangGuard = 30 * time.Second
 
 // childEnv is the test process's environment without any LATCH_* variable
-// (they would change the server's flags), plus extra.
+// (they would change the server's flags), plus text logs (the tests parse
+// them; stderr is a pipe, so auto would pick JSON), plus extra, which wins.
 func childEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -63,6 +64,7 @@ func childEnv(extra ...string) []string {
 			env = append(env, kv)
 		}
 	}
+	env = append(env, "LATCH_LOG_FORMAT=text")
 	return append(env, extra...)
 }
 

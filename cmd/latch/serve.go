@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof" // its init also registers on http.DefaultServeMux, which latch never serves
 	"os"
 	"os/signal"
 	"runtime"
@@ -38,6 +39,10 @@ func serve(args []string) int {
 	snapKeep := fs.Int("snapshot-keep", engine.DefaultSnapshotKeep, "snapshots to keep; the log is kept back to the oldest")
 	segSize := fs.Int("segment-size", wal.DefaultSegmentSize, fmt.Sprintf("target size of one log segment file in bytes (%d to %d)", minSegmentSize, maxSegmentSize))
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile (go tool pprof) of the whole run to this file, finished at shutdown")
+	logFormat := fs.String("log-format", "auto", "log format: json, text, or auto (text when stderr is a terminal, json otherwise)")
+	logLevel := fs.String("log-level", "info", "least severe log level written: debug, info, warn or error")
+	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles at /debug/pprof/ on this separate address (host:port; empty: off); never expose it")
+	drainDelay := fs.Duration("drain-delay", 0, "after SIGTERM, keep serving this long with /readyz answering 503 (so load balancers stop sending traffic) before shutting down")
 	fs.Int64Var(&lim.MaxBodyBytes, "max-body-bytes", lim.MaxBodyBytes, "largest request body")
 	fs.IntVar(&lim.MaxOps, "max-ops", lim.MaxOps, "ops allowed in one request")
 	fs.IntVar(&lim.MaxKeyBytes, "max-key-bytes", lim.MaxKeyBytes, "longest key, lock id or idempotency id")
@@ -71,7 +76,11 @@ func serve(args []string) int {
 		fmt.Fprintf(os.Stderr, "latch serve: --segment-size %d: want %d (4 KiB) to %d (1 GiB) bytes\n", *segSize, minSegmentSize, maxSegmentSize)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log, err := newLogger(*logFormat, *logLevel, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "latch serve:", err)
+		return 2
+	}
 	slog.SetDefault(log)      // httpapi logs admin actions through the default logger
 	httpapi.Version = version // reported by GET /admin/stats
 	// Auth and TLS are checked before the log is replayed, so a mistake
@@ -88,12 +97,16 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, "latch serve:", err)
 		return 2
 	}
-	var api http.Handler // set once the engine is open, before serving
-	srv, err := httpapi.NewHTTPServer(hc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) }))
+	// Until the engine is open the server answers only /livez, /readyz
+	// (503 recovering), /version; health.Serve(api) then adds the API.
+	health := httpapi.NewHealth(httpapi.BuildVersion(version))
+	metrics := httpapi.NewMetrics(httpapi.BuildVersion(version))
+	srv, err := httpapi.NewHTTPServer(hc, health)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "latch serve:", err)
 		return 2
 	}
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn) // net/http's own complaints, in the same format
 	if srv.TLS() {
 		log.Info("TLS is on", "cert", hc.TLSCertFile)
 	} else if *authFile != "" && !isLoopbackAddr(*addr) {
@@ -158,6 +171,34 @@ func serve(args []string) int {
 			}
 		}
 	}
+	// Listen before recovery, so /livez and /readyz (503 recovering)
+	// answer while the log replays; the API comes once the engine is open.
+	cfg.OnCommit = metrics.ObserveCommit
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Error("cannot listen", "addr", *addr, "err", err)
+		return 1
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer srv.Close()
+	log.Info("recovering; health checks answer meanwhile", "addr", ln.Addr().String())
+	if *debugAddr != "" {
+		dsrv, daddr, err := serveDebug(*debugAddr)
+		if err != nil {
+			log.Error("cannot listen on --debug-addr", "addr", *debugAddr, "err", err)
+			return 1
+		}
+		defer dsrv.Close()
+		log.Warn("pprof debug server on; keep it private", "debug_addr", daddr)
+	}
+	if gate := os.Getenv("LATCH_TEST_RECOVERY_GATE"); gate != "" {
+		// Tests of /readyz during recovery: hold recovery until the file exists.
+		log.Warn("recovery waits for a file (LATCH_TEST_RECOVERY_GATE); this is for tests only", "file", gate)
+		for _, err := os.Stat(gate); err != nil; _, err = os.Stat(gate) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	eng, err := engine.Open(cfg)
 	if err != nil {
 		log.Error("cannot open the data directory", "dir", *dataDir, "err", err)
@@ -176,13 +217,6 @@ func serve(args []string) int {
 	}
 	log.Info("recovered", attrs...)
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Error("cannot listen", "addr", *addr, "err", err)
-		eng.Close()
-		return 1
-	}
-	api = httpapi.New(eng, lim)
 	// Signals are caught before the listening line, so a script that
 	// signals as soon as it sees that line is never too early.
 	sigs := make(chan os.Signal, 1)
@@ -194,14 +228,22 @@ func serve(args []string) int {
 			reload(log, srv, hc.Auth, *authFile)
 		}
 	}()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	// The address line is parsed by tests and scripts: keep its shape.
+	api := httpapi.New(eng, lim)
+	api.Observe(health, metrics)
+	health.Serve(api)
+	// The address line is parsed by tests and scripts: keep its shape. It
+	// means the API is ready (the socket was bound before recovery).
 	log.Info("listening", "addr", ln.Addr().String(), "shards", *shards, "tls", srv.TLS(), "auth", hc.Auth != nil)
-
 	select {
 	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String())
+		health.Drain() // before the line: tests read /readyz once they see it
+		log.Info("shutting down", "signal", sig.String(), "drain_delay", *drainDelay)
+		if *drainDelay > 0 {
+			select {
+			case <-time.After(*drainDelay):
+			case <-sigs: // a second signal skips the rest of the delay
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 		defer cancel()
 		done := make(chan error, 1)
@@ -219,6 +261,7 @@ func serve(args []string) int {
 	case err := <-fatal:
 		// Fail stop (DESIGN I2): acknowledge nothing more. Pending requests
 		// already got 503 storage_failed; give them a moment to be written.
+		health.Fail()
 		log.Error("storage failed: stopping without acknowledging anything more", "err", err)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -305,6 +348,47 @@ const (
 // truncation after it (see docs/OPERATIONS.md for what each failure does).
 var faultSteps = []string{"write", "fsync", "dirsync", "create",
 	"snapshot-write", "snapshot-fsync", "snapshot-rename", "snapshot-dirsync", "truncate"}
+
+// newLogger builds the server's structured logger on w: JSON for log
+// collectors, text for people, auto choosing text only for a terminal.
+func newLogger(format, level string, w *os.File) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "auto" {
+		format = "json"
+		if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			format = "text"
+		}
+	}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want auto, json or text", format)
+}
+
+// serveDebug serves net/http/pprof on its own listener and mux, so that
+// profiles are never reachable on the API address.
+func serveDebug(addr string) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", httppprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close at shutdown
+	return srv, ln.Addr().String(), nil
+}
 
 // faultHook parses LATCH_TEST_FAULT=step:n (step is one of faultSteps):
 // the step fails on its n-th call. Only tests set it.

@@ -3,6 +3,7 @@ module github.com/latchkv/latch
 go 1.25
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/tidwall/btree v1.8.2
 	github.com/tidwall/wal v1.2.1
 )

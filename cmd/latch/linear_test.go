@@ -467,6 +467,49 @@ func checkLinear(t *testing.T, history []porcupine.Operation) time.Duration {
 	return took
 }
 
+// handleViolations checks what the per-key model cannot see: lock handles
+// are unique and increase across all keys and namespaces (I4, restarts
+// included). A grant that returned before another was requested has the
+// smaller handle.
+func handleViolations(history []porcupine.Operation) []string {
+	type grant struct {
+		call, ret int64
+		h         uint64
+		what      string
+	}
+	var grants []grant
+	for _, op := range history {
+		in, out := op.Input.(linInput), op.Output.(linOutput)
+		if in.Kind == linLockAcquire && !out.Unknown && out.Code == "" {
+			grants = append(grants, grant{op.Call, op.Return, out.Handle, in.NS + "/" + in.Key})
+		}
+	}
+	var bad []string
+	owner := map[uint64]string{}
+	for _, g := range grants {
+		if prev, dup := owner[g.h]; dup {
+			bad = append(bad, fmt.Sprintf("handle %d granted twice (%s and %s)", g.h, prev, g.what))
+		}
+		owner[g.h] = g.what
+	}
+	byCall := slices.Clone(grants)
+	sort.Slice(byCall, func(i, j int) bool { return byCall[i].call < byCall[j].call })
+	sort.Slice(grants, func(i, j int) bool { return grants[i].ret < grants[j].ret })
+	var best *grant // the highest handle among the grants returned so far
+	next := 0
+	for _, g := range byCall {
+		for ; next < len(grants) && grants[next].ret < g.call; next++ {
+			if best == nil || grants[next].h > best.h {
+				best = &grants[next]
+			}
+		}
+		if best != nil && best.h >= g.h {
+			bad = append(bad, fmt.Sprintf("handle %d (%s) granted after handle %d (%s) had returned", g.h, g.what, best.h, best.what))
+		}
+	}
+	return bad
+}
+
 func (r linRun) summary() string {
 	var kinds []string
 	for k := linKVSet; k <= linLockRelease; k++ {
@@ -495,6 +538,13 @@ func TestLinearizability(t *testing.T) {
 	t.Logf("history: %s", run.summary())
 	took := checkLinear(t, run.history)
 	t.Logf("porcupine checked %d ops in %s", len(run.history), took.Round(time.Millisecond))
+	for i, v := range handleViolations(run.history) {
+		if i == 10 {
+			t.Errorf("... further handle violations not shown")
+			break
+		}
+		t.Errorf("fencing: %s", v)
+	}
 	// The workload must exercise what the model checks, or a pass means little.
 	for _, code := range []string{"lock_timeout", "precondition_failed"} {
 		if run.codes[code] == 0 {
@@ -510,6 +560,9 @@ func TestLinearizabilityCatchesCorruption(t *testing.T) {
 	run := runLinearHistory(t, linConfig{ops: 800, kills: 1, clients: 8, seed: testSeed(t)})
 	t.Logf("history: %s", run.summary())
 	checkLinear(t, run.history)
+	if v := handleViolations(run.history); len(v) > 0 {
+		t.Errorf("fencing: %v", v)
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -613,4 +666,16 @@ func TestLinearizabilityCatchesCorruption(t *testing.T) {
 		t.Fatal("no acquire and release pair in the history to corrupt: the workload is too small")
 	}
 	illegal("duplicated lock grant", append(append([]porcupine.Operation(nil), run.history...), *dup))
+
+	// 4. The same handle granted on another key, where the per-key model
+	// cannot see it: the fencing check must.
+	other := *dup
+	in := other.Input.(linInput)
+	in.Key += "-other"
+	other.Input = in
+	if v := handleViolations(append(append([]porcupine.Operation(nil), run.history...), other)); len(v) == 0 {
+		t.Errorf("a handle granted on two keys: the fencing check found nothing")
+	} else {
+		t.Logf("handle granted on two keys: %s", v[0])
+	}
 }

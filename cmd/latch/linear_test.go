@@ -545,9 +545,10 @@ func TestLinearizability(t *testing.T) {
 		}
 		t.Errorf("fencing: %s", v)
 	}
-	// The workload must exercise what the model checks, or a pass means little.
-	for _, code := range []string{"lock_timeout", "precondition_failed"} {
-		if run.codes[code] == 0 {
+	// The workload must exercise what the model checks, or a pass means
+	// little (a tiny LATCH_LINEAR_OPS may legitimately see none).
+	for _, code := range []string{"lock_timeout", "lock_lost", "precondition_failed"} {
+		if run.codes[code] == 0 && cfg.ops >= 1000 {
 			t.Errorf("no %s reply in the history: the workload does not exercise it", code)
 		}
 	}

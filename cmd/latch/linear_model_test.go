@@ -303,10 +303,4 @@ var linModel = porcupine.Model{
 	Equal:             func(a, b any) bool { return a.(linState) == b.(linState) },
 	DescribeOperation: linDescribeOperation,
 	DescribeState:     linDescribeState,
-	DescribeOperationMetadata: func(info any) string {
-		if info == nil {
-			return ""
-		}
-		return fmt.Sprint(info)
-	},
 }

@@ -14,7 +14,10 @@ package main
 // applied). Definite errors (409 lock_timeout, lock_lost,
 // precondition_failed) are outcomes and are modelled. A checker timeout is
 // a failure, and on any failure porcupine's HTML visualization is written
-// to a kept file whose path is logged.
+// to a kept file whose path is logged. Lock handles are also checked across
+// keys (unique, increasing in real time: fencing, I4), which the per-key
+// model cannot see. TestLinearizabilityCatchesCorruption shows the checks
+// fail on a corrupted real history.
 //
 // Short version (in `make test`): 3000 ops, 2 kills, 12 clients.
 // Long version: set the environment, e.g.
@@ -22,7 +25,8 @@ package main
 //	LATCH_LINEAR_OPS=20000 LATCH_LINEAR_KILLS=6 go test -race -run TestLinearizability ./cmd/latch
 //
 //	LATCH_LINEAR_OPS      ops in the history (default 3000)
-//	LATCH_LINEAR_KILLS    SIGKILL + restarts, evenly spread (default 2)
+//	LATCH_LINEAR_KILLS    SIGKILL + restarts, evenly spread (default 2, at least 1;
+//	                      at least 100 ops between two kills)
 //	LATCH_LINEAR_CLIENTS  concurrent clients (default 12)
 //	LATCH_LINEAR_VIS_DIR  where a failing history's visualization goes (default os.TempDir())
 //	LATCH_TEST_SEED       repeat a run's choices of ops (the interleaving is real, so not exactly)
@@ -121,10 +125,10 @@ func (w *linWorkload) errorf(format string, args ...any) {
 	}
 }
 
-func linNS(i int) string      { return fmt.Sprintf("lin%d", i) }
-func linKVKey(i int) string   { return fmt.Sprintf("kv%d", i) }
-func linCtrKey(i int) string  { return fmt.Sprintf("ctr%d", i) }
-func lockKey(e, i int) string { return fmt.Sprintf("lock-e%d-%d", e, i) }
+func linNS(i int) string         { return fmt.Sprintf("lin%d", i) }
+func linKVKey(i int) string      { return fmt.Sprintf("kv%d", i) }
+func linCtrKey(i int) string     { return fmt.Sprintf("ctr%d", i) }
+func linLockKey(e, i int) string { return fmt.Sprintf("lock-e%d-%d", e, i) }
 
 // linClient is one client's own state.
 type linClient struct {
@@ -294,7 +298,7 @@ func (c *linClient) lockKey() string {
 	if epoch > 0 && c.rng.IntN(100) < 15 {
 		epoch = c.rng.IntN(epoch)
 	}
-	return lockKey(epoch, c.rng.IntN(linLockKeys))
+	return linLockKey(epoch, c.rng.IntN(linLockKeys))
 }
 
 func (c *linClient) acquire(ns string) {
@@ -361,6 +365,9 @@ func (c *linClient) staleRelease(ns string) {
 // cfg.kills SIGKILL + restarts spread evenly over it.
 func runLinearHistory(t *testing.T, cfg linConfig) linRun {
 	t.Helper()
+	if cfg.ops/(cfg.kills+1) < 100 {
+		t.Fatalf("%d ops are too few for %d kills: want at least 100 ops between kills", cfg.ops, cfg.kills)
+	}
 	dir := t.TempDir()
 	w := &linWorkload{t: t, cfg: cfg, start: time.Now(), killAt: make(chan struct{}, cfg.kills)}
 	w.cluster = &linCluster{srv: startServer(t, dir, nil)}

@@ -471,7 +471,40 @@ func checkLinear(t *testing.T, history []porcupine.Operation) time.Duration {
 	} else {
 		t.Errorf("visualization (kept): %s", path)
 	}
+	if res == porcupine.Illegal {
+		logIllegalObjects(t, history, strings.TrimSuffix(path, ".html")+".txt")
+	}
 	return took
+}
+
+// logIllegalObjects names the objects whose own history is not
+// linearizable and writes their operations, in call order, to a text file:
+// quicker to read than the visualization when there are thousands of ops.
+func logIllegalObjects(t *testing.T, history []porcupine.Operation, path string) {
+	t.Helper()
+	var b strings.Builder
+	for _, part := range linPartition(history) {
+		if porcupine.CheckOperationsTimeout(linModel, part, linCheckTimeout) != porcupine.Illegal {
+			continue
+		}
+		in := part[0].Input.(linInput)
+		t.Errorf("not linearizable: %s/%s (%d ops)", in.NS, in.Key, len(part))
+		ops := slices.Clone(part)
+		sort.Slice(ops, func(i, j int) bool { return ops[i].Call < ops[j].Call })
+		fmt.Fprintf(&b, "== %s/%s\n", in.NS, in.Key)
+		for _, op := range ops {
+			ret := fmt.Sprintf("%.6f", float64(op.Return)/1e9)
+			if op.Output.(linOutput).Unknown {
+				ret = "end"
+			}
+			fmt.Fprintf(&b, "%.6f %s c%d %s\n", float64(op.Call)/1e9, ret, op.ClientId, linDescribeOperation(op.Input, op.Output))
+		}
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Errorf("writing the illegal objects' ops: %v", err)
+	} else {
+		t.Errorf("their ops in call order (kept): %s", path)
+	}
 }
 
 // handleViolations checks what the per-key model cannot see: lock handles

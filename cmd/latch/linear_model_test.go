@@ -14,10 +14,17 @@ package main
 //   - Counter: add (returns the new value), read, and Set with IfEq
 //     (success, or a definite 409 precondition_failed).
 //   - Lock: acquire with a duration far longer than any test (so expiry
-//     never happens and the model needs no clock) and a short LockWait, so
-//     409 lock_timeout means "someone held it"; release by handle (ok, or a
-//     definite 409 lock_lost). Handles strictly increase per key (they do
-//     globally, which implies it).
+//     never happens and the model needs no clock); release by handle (ok,
+//     or a definite 409 lock_lost). Handles strictly increase per key (they
+//     do globally, which implies it). 409 lock_timeout with LockWait 0
+//     means "someone held it". With a LockWait above 0 it is only "nothing
+//     applied", in any state: the server's wait timer runs in the HTTP
+//     goroutine from the moment the request is queued, so it can fire
+//     before the shard loop ever looked at the lock (a busy loop), and it
+//     replies without waiting for the durability of the grant it waited
+//     behind (after a crash that grant may never have happened).
+//     LATCH_LINEAR_STRICT_LOCK_WAIT=1 checks waited timeouts as "held"
+//     too, to reproduce those two.
 //
 // An operation whose outcome is unknown (no reply, a timeout, a 5xx) has
 // Output.Unknown set and returns at the end of the history: porcupine may
@@ -59,7 +66,10 @@ type linInput struct {
 	Set     int64  // linCtrCAS
 	IfEq    int64  // linCtrCAS
 	Handle  uint64 // linLockRelease
-	WaitMs  int64  // linLockAcquire, for the visualization only
+	WaitMs  int64  // linLockAcquire: LockWaitMs
+	// StrictWait: a lock_timeout after a LockWait above 0 still means the
+	// lock was held (LATCH_LINEAR_STRICT_LOCK_WAIT).
+	StrictWait bool
 }
 
 // linOutput is what the client was told.
@@ -194,7 +204,7 @@ func linStep(s linState, in linInput, out linOutput) (bool, linState) {
 			s.Holder, s.LastHandle = out.Handle, out.Handle
 			return true, s
 		case out.Code == "lock_timeout":
-			return !s.lockFree(), s
+			return !s.lockFree() || (in.WaitMs > 0 && !in.StrictWait), s
 		}
 		return false, s
 

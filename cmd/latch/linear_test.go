@@ -69,9 +69,13 @@ const (
 	// unchecked history proves nothing.
 	linCheckTimeout = 2 * time.Minute
 	linNamespaces   = 2 // two namespaces, so both shards of the server are used
-	linKVKeys       = 3 // per namespace
-	linCounters     = 2 // per namespace
-	linLockKeys     = 3 // per namespace and restart epoch
+	// Objects per namespace (lock keys: per restart epoch too), for every
+	// linOpsPerScale ops: porcupine's time grows faster than linearly in
+	// the ops of one object, so long runs spread over more objects.
+	linKVKeys      = 3
+	linCounters    = 2
+	linLockKeys    = 3
+	linOpsPerScale = 10000
 )
 
 // linConfig is one run's shape.
@@ -115,6 +119,7 @@ type linWorkload struct {
 	nerr    atomic.Int64
 	// strictWait: LATCH_LINEAR_STRICT_LOCK_WAIT (see linear_model_test.go).
 	strictWait bool
+	scale      int // multiplies the number of objects (linOpsPerScale)
 }
 
 func (w *linWorkload) now() int64 { return int64(time.Since(w.start)) }
@@ -253,7 +258,7 @@ func (c *linClient) step() {
 }
 
 func (c *linClient) kvOp(ns string) {
-	key := linKVKey(c.rng.IntN(linKVKeys))
+	key := linKVKey(c.rng.IntN(linKVKeys * c.w.scale))
 	switch r := c.rng.IntN(100); {
 	case r < 45:
 		c.writes++
@@ -269,7 +274,7 @@ func (c *linClient) kvOp(ns string) {
 }
 
 func (c *linClient) counterOp(ns string) {
-	key := linCtrKey(c.rng.IntN(linCounters))
+	key := linCtrKey(c.rng.IntN(linCounters * c.w.scale))
 	id := ns + "/" + key
 	var out linOutput
 	switch r := c.rng.IntN(100); {
@@ -302,7 +307,7 @@ func (c *linClient) lockKey() string {
 	if epoch > 0 && c.rng.IntN(100) < 15 {
 		epoch = c.rng.IntN(epoch)
 	}
-	return linLockKey(epoch, c.rng.IntN(linLockKeys))
+	return linLockKey(epoch, c.rng.IntN(linLockKeys*c.w.scale))
 }
 
 func (c *linClient) acquire(ns string) {
@@ -377,7 +382,7 @@ func runLinearHistory(t *testing.T, cfg linConfig) linRun {
 	}
 	dir := t.TempDir()
 	w := &linWorkload{t: t, cfg: cfg, start: time.Now(), killAt: make(chan struct{}, cfg.kills),
-		strictWait: os.Getenv("LATCH_LINEAR_STRICT_LOCK_WAIT") == "1"}
+		strictWait: os.Getenv("LATCH_LINEAR_STRICT_LOCK_WAIT") == "1", scale: max(1, cfg.ops/linOpsPerScale)}
 	w.cluster = &linCluster{srv: startServer(t, dir, nil)}
 
 	clients := make([]*linClient, cfg.clients)
@@ -585,7 +590,7 @@ func TestLinearizability(t *testing.T) {
 	run := runLinearHistory(t, cfg)
 	t.Logf("history: %s", run.summary())
 	took := checkLinear(t, run.history)
-	t.Logf("porcupine checked %d ops in %s", len(run.history), took.Round(time.Millisecond))
+	t.Logf("porcupine checked %d ops on %d objects in %s", len(run.history), len(linPartition(run.history)), took.Round(time.Millisecond))
 	for i, v := range handleViolations(run.history) {
 		if i == 10 {
 			t.Errorf("... further handle violations not shown")

@@ -7,10 +7,12 @@ GOBIN         := $(shell $(GO) env GOPATH)/bin
 # races Go's fuzz coordinator (golang/go#75804, unfixed in go1.26) and fails
 # with "context deadline exceeded" on a loaded machine, with no crasher.
 # The short counts take about 3 s each here; `make fuzz` runs FUZZ_LONG times more.
+# FuzzModelHTTP runs a whole request sequence on a real engine (fsyncs and
+# restarts) per execution: about 50-90 a second here, so 150.
 FUZZ_SCALE    ?= 1
 FUZZ_LONG     ?= 40
 # The fuzz targets, as package:Target:executions.
-FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest:10000 ./httpapi:FuzzDecodeWatch:10000 ./wal:FuzzDecodeFrame:30000 ./wal:FuzzOpenDamagedTail:3000 ./engine:FuzzDecodeRecord:40000 ./snapshot:FuzzRead:40000
+FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest:10000 ./httpapi:FuzzDecodeWatch:10000 ./httpapi:FuzzModelHTTP:150 ./wal:FuzzDecodeFrame:30000 ./wal:FuzzOpenDamagedTail:3000 ./engine:FuzzDecodeRecord:40000 ./snapshot:FuzzRead:40000
 
 .PHONY: all build run test lint vet staticcheck fmt-check unit unit-norace fuzz-short fuzz bench bench-table bench-compare bench-snapshot clean
 

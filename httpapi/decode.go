@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/latchkv/latch/engine"
 )
@@ -206,13 +208,68 @@ func jsonError(err error) *apiError {
 	case errors.As(err, &syn):
 		return badRequest(CodeBadJSON, fmt.Sprintf("the body is not valid JSON: %v (at byte %d)", syn, syn.Offset))
 	case errors.As(err, &typ):
-		return badRequest(CodeBadJSON, fmt.Sprintf("field %q must be a JSON %s, not %s", typ.Field, typ.Type, typ.Value))
+		// Name the field as the client spells it (the embedded wireLock
+		// is invisible in the JSON) and the type in JSON's words, not Go's.
+		field := strings.TrimPrefix(typ.Field, "wireLock.")
+		want := jsonKind(typ.Type)
+		if field == "" {
+			return badRequest(CodeBadJSON, fmt.Sprintf("the body must be a JSON object, not %s", typ.Value))
+		}
+		if got, isNum := strings.CutPrefix(typ.Value, "number "); isNum && want != "an object" && want != "an array" && want != "a string" {
+			return badRequest(CodeBadJSON, fmt.Sprintf("field %q must be %s that fits in 64 bits; got %s", field, want, got))
+		}
+		return badRequest(CodeBadJSON, fmt.Sprintf("field %q must be %s, not %s", field, want, typ.Value))
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return badRequest(CodeBadJSON, "the body is empty or ends before the JSON object does")
 	case strings.HasPrefix(msg, "json: unknown field "):
 		return badRequest(CodeUnknownField, "unknown field "+strings.TrimPrefix(msg, "json: unknown field ")+"; see docs/API.md for the fields of each route")
 	}
 	return badRequest(CodeBadJSON, "the body could not be decoded: "+strings.TrimPrefix(msg, "json: "))
+}
+
+// jsonKind names what a Go type accepts, in JSON's words.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "a different type"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return t.String()
+}
+
+// checkUTF8 refuses a body that is not UTF-8 (RFC 8259 section 8.1).
+// encoding/json would quietly turn each bad byte of a string into U+FFFD,
+// so the keys "k\xff" and "k\xfe" would be one key, and a stored Value
+// would be echoed back as JSON that strict parsers refuse.
+func checkUTF8(body []byte) *apiError {
+	if utf8.Valid(body) {
+		return nil
+	}
+	off := 0
+	for off < len(body) {
+		r, size := utf8.DecodeRune(body[off:])
+		if r == utf8.RuneError && size == 1 {
+			break
+		}
+		off += size
+	}
+	return badRequest(CodeBadJSON, fmt.Sprintf("the body is not valid UTF-8 (byte %d); JSON text must be UTF-8: send keys and values as UTF-8 or as \\u escapes", off))
 }
 
 // millis turns a duration given in seconds (float) or milliseconds into
@@ -255,6 +312,11 @@ func (lim *Limits) checkNamespace(ns string) *apiError {
 	if ns == "" || len(ns) > lim.MaxNamespaceBytes {
 		return badRequest(CodeInvalidNamespace, fmt.Sprintf("the namespace in the URL must be 1 to %d bytes (--max-namespace-bytes)", lim.MaxNamespaceBytes))
 	}
+	if ns == "." || ns == ".." {
+		// Reachable only percent-encoded (/db/%2e%2e); a proxy that
+		// decodes it would route the request somewhere else.
+		return badRequest(CodeInvalidNamespace, fmt.Sprintf("namespace %q is not allowed: . and .. are path segments, not names", ns))
+	}
 	for i := 0; i < len(ns); i++ {
 		c := ns[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':') {
@@ -264,11 +326,68 @@ func (lim *Limits) checkNamespace(ns string) *apiError {
 	return nil
 }
 
+// mayRepeatTopLevelName reports whether body, a JSON object, may name
+// one of its top-level fields twice, as encoding/json matches names:
+// case-insensitively. A name that is escaped or not ASCII counts as a
+// possible repeat (no field is spelled so), as do more than 32 names.
+// It reads malformed JSON without failing; the decoder reports it.
+func mayRepeatTopLevelName(body []byte) bool {
+	var names [32][]byte
+	n, depth, wantName := 0, 0, false
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '{':
+			depth++
+			wantName = depth == 1
+		case '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			wantName = depth == 1
+		case '"':
+			start, plain := i+1, true
+			for i++; i < len(body) && body[i] != '"'; i++ {
+				if body[i] == '\\' {
+					plain = false
+					i++
+				} else if body[i] >= utf8.RuneSelf {
+					plain = false
+				}
+			}
+			if !wantName {
+				continue
+			}
+			wantName = false
+			if !plain || n == len(names) || i > len(body) {
+				return true
+			}
+			name := body[start:min(i, len(body))]
+			for _, seen := range names[:n] {
+				if bytes.EqualFold(seen, name) {
+					return true
+				}
+			}
+			names[n] = name
+			n++
+		}
+	}
+	return false
+}
+
 // decodeRequest turns a /db body into an engine.Request, enforcing limits.
 func (lim *Limits) decodeRequest(body []byte) (*engine.Request, error) {
+	if err := checkUTF8(body); err != nil {
+		return nil, err
+	}
 	var fast wireRequestArrays
 	var w wireRequest
-	if err := strictUnmarshal(body, &fast); err == nil {
+	// A repeated list field must not take the fast path: encoding/json
+	// decodes the second occurrence into the first one's slice elements
+	// without zeroing them, so {"Atomic":[{"Key":"c","Add":5}],
+	// "Atomic":[{"Key":"c"}]} would add 5. wireRequest's lists are
+	// replaced whole, so there the last occurrence wins exactly.
+	if err := strictUnmarshal(body, &fast); err == nil && !mayRepeatTopLevelName(body) {
 		w = wireRequest{
 			wireLock: fast.wireLock,
 			KVSet:    fast.KVSet, KVGet: fast.KVGet, Atomic: fast.Atomic,
@@ -372,6 +491,9 @@ type watchRequest struct {
 }
 
 func (lim *Limits) decodeWatch(body []byte) (*watchRequest, error) {
+	if err := checkUTF8(body); err != nil {
+		return nil, err
+	}
 	var w wireWatch
 	if err := strictUnmarshal(body, &w); err != nil {
 		return nil, jsonError(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"path"
 	"strconv"
 	"sync"
 
@@ -38,7 +39,7 @@ func New(eng *engine.Engine, lim Limits) *Server {
 	s.registerUI()    // ui.go
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, code: CodeNotFound,
-			msg: "no route " + r.Method + " " + r.URL.Path + "; the API is POST /db/{env}, POST /req/{env} and POST /watch/{env}"})
+			msg: "no route " + r.Method + " " + r.URL.EscapedPath() + "; the API is POST /db/{env}, POST /req/{env} and POST /watch/{env}"})
 	})
 	return s
 }
@@ -59,11 +60,30 @@ func (s *Server) Observe(h *Health, m *Metrics) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// http.ServeMux answers a path with //, . or .. segments with a
+	// bodiless 307 to the cleaned path, which a client following it
+	// would POST its body to: a path it never named. Refuse it instead,
+	// with the usual JSON error.
+	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && !canonicalPath(p) {
+		writeError(w, &apiError{status: http.StatusNotFound, code: CodeNotFound,
+			msg: "no route " + r.Method + " " + p + ": the path has empty, . or .. segments; the API is POST /db/{env}, POST /req/{env} and POST /watch/{env}"})
+		return
+	}
 	if s.metrics != nil {
 		s.metrics.instrument(s.mux, w, r)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// canonicalPath reports whether http.ServeMux would route p as it is,
+// rather than redirect to a cleaned form (see its cleanPath).
+func canonicalPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	clean := path.Clean(p)
+	return clean == p || (p[len(p)-1] == '/' && len(p) == len(clean)+1 && clean != "/" && p[:len(clean)] == clean)
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {

@@ -328,6 +328,11 @@ func (e *Engine) Do(ctx context.Context, ns string, req *Request) (*Response, er
 	}
 	s := e.shardFor(ns)
 	op := &doOp{ns: ns, req: req, reply: make(chan result, 1)}
+	var parked <-chan *wal.Ticket
+	if req.LockID != "" && req.LockWaitMs > 0 {
+		op.parked = make(chan *wal.Ticket, 1)
+		parked = op.parked
+	}
 	select {
 	case s.cmds <- op:
 	case <-ctx.Done():
@@ -335,32 +340,48 @@ func (e *Engine) Do(ctx context.Context, ns string, req *Request) (*Response, er
 	case <-s.done:
 		return nil, errorf(ErrShuttingDown, "the server is shutting down")
 	}
+	// LockWait counts from when the loop parks the request behind a holder,
+	// never from when it was queued: a free lock is never timed out. The
+	// timeout reply waits for the ticket the loop saw at parking, which
+	// covers the grant it waited behind, so "lock_timeout" never reports a
+	// holder that a crash could undo (DESIGN I1).
 	var waitC <-chan time.Time
-	if req.LockID != "" && req.LockWaitMs > 0 {
-		t := time.NewTimer(time.Duration(req.LockWaitMs) * time.Millisecond)
-		defer t.Stop()
-		waitC = t.C
-	}
+	var heldBy *wal.Ticket
 	var r result
-	select {
-	case r = <-op.reply:
-	case <-waitC:
-		if op.cancel() {
-			s.noteGone(goneNote{ns: ns, key: req.LockID, lock: true})
-			return nil, errorf(ErrLockTimeout, "lock %q was not acquired within %d ms", req.LockID, req.LockWaitMs)
+wait:
+	for {
+		select {
+		case r = <-op.reply:
+			break wait
+		case heldBy = <-parked:
+			parked = nil
+			t := time.NewTimer(time.Duration(req.LockWaitMs) * time.Millisecond)
+			defer t.Stop()
+			waitC = t.C
+		case <-waitC:
+			if op.cancel() {
+				s.noteGone(goneNote{ns: ns, key: req.LockID, lock: true})
+				if err := durable(heldBy); err != nil {
+					return nil, err
+				}
+				return nil, errorf(ErrLockTimeout, "lock %q was not acquired within %d ms", req.LockID, req.LockWaitMs)
+			}
+			r = <-op.reply
+			break wait
+		case <-ctx.Done():
+			if op.cancel() {
+				s.noteGone(goneNote{ns: ns, key: req.LockID, lock: req.LockID != ""})
+				return nil, errorf(ErrCanceled, "request canceled by the caller")
+			}
+			r = <-op.reply
+			break wait
+		case <-s.done:
+			if op.cancel() {
+				return nil, errorf(ErrShuttingDown, "the server is shutting down")
+			}
+			r = <-op.reply
+			break wait
 		}
-		r = <-op.reply
-	case <-ctx.Done():
-		if op.cancel() {
-			s.noteGone(goneNote{ns: ns, key: req.LockID, lock: req.LockID != ""})
-			return nil, errorf(ErrCanceled, "request canceled by the caller")
-		}
-		r = <-op.reply
-	case <-s.done:
-		if op.cancel() {
-			return nil, errorf(ErrShuttingDown, "the server is shutting down")
-		}
-		r = <-op.reply
 	}
 	if err := durable(r.ticket); err != nil {
 		return nil, err

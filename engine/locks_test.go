@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -148,4 +149,32 @@ func waitParked(t *testing.T, e *Engine, ns, key string, n int) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Fatalf("waiter %d never parked", n)
+}
+
+// TestLockWaitCountsFromParking: LockWait is how long to wait behind a
+// holder, so a free lock is granted however short the wait and however
+// busy the loop (the timer once started when the request was queued, and
+// a few percent of 1 ms waits on fresh keys timed out).
+func TestLockWaitCountsFromParking(t *testing.T) {
+	e := openTest(t, t.TempDir(), 1)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				key := fmt.Sprintf("fresh-%d-%d", g, i)
+				if _, err := e.Do(ctx, "ns", &Request{LockID: key, LockDurMs: 60_000, LockWaitMs: 1}); err != nil {
+					t.Errorf("a free lock with LockWaitMs 1: %v", err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	// And a held lock still times out after the wait.
+	if _, err := e.Do(ctx, "ns", &Request{LockID: "fresh-0-0", LockDurMs: 1000, LockWaitMs: 5}); !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("a held lock: %v, want ErrLockTimeout", err)
+	}
 }

@@ -143,6 +143,9 @@ func (s *shard) execute(op *doOp, claimed bool) {
 			err = errorf(ErrTooManyWaiters, "lock %q already has %d waiters (the limit, --max-waiters-per-lock)", req.LockID, s.e.cfg.MaxWaitersPerLock)
 		default:
 			l.waiters.push(op)
+			if op.parked != nil {
+				op.parked <- s.lastTicket // buffered 1, sent once: never blocks
+			}
 			return
 		}
 	case outApply:

@@ -184,6 +184,9 @@ type doOp struct {
 	ns    string
 	req   *Request
 	reply chan result // buffered 1; the loop sends exactly once after take
+	// parked, when the request may wait (LockWait > 0), is told once when
+	// the loop parks it, with the shard's last ticket at that moment.
+	parked chan *wal.Ticket
 }
 
 type result struct {

@@ -553,16 +553,6 @@ type fzModel struct {
 	handle uint64 // the last handle granted
 }
 
-// copy is a deep copy of m.
-func (m *fzModel) copy() *fzModel {
-	c := &fzModel{ns: map[string]*fzNSState{}, handle: m.handle}
-	for name, st := range m.ns {
-		c.ns[name] = &fzNSState{rev: st.rev, kv: fzClone(st.kv), ctr: fzClone(st.ctr), seq: fzClone(st.seq),
-			locks: fzClone(st.locks), idem: fzClone(st.idem)}
-	}
-	return c
-}
-
 func (m *fzModel) nsp(ns string) *fzNSState {
 	if m.ns[ns] == nil {
 		m.ns[ns] = &fzNSState{kv: map[string]fzEntry{}, ctr: map[string]int64{}, seq: map[string]uint64{},
@@ -898,17 +888,7 @@ func (h *fzHarness) do(s *fzSrc, m *fzModel, ns string, r *fzReq) {
 	after := time.Now().UnixMilli()
 	w := fzFail(http.StatusBadRequest, spoiled)
 	if spoiled == "" {
-		saved := m.copy()
 		w = m.apply(ns, r)
-		if wait, _ := fzMillis(r.waitForm, r.waitMs, math.MaxInt64); w.status == http.StatusOK && r.lockID != nil && wait > 0 &&
-			status == http.StatusConflict && strings.Contains(string(raw), `"Code":"lock_timeout"`) {
-			// engine.Do starts the LockWait timer when it queues the
-			// request, not when the request parks, so on a busy machine a
-			// wait of a few ms can run out before the shard's loop looks
-			// at the request, free lock or not. Nothing applied then.
-			*m = *saved
-			w = fzFail(http.StatusConflict, httpapi.CodeLockTimeout)
-		}
 	}
 	h.expect(status, raw, w, before, after)
 	if !s.plain {

@@ -17,14 +17,11 @@ package main
 //     never happens and the model needs no clock); release by handle (ok,
 //     or a definite 409 lock_lost). Handles strictly increase per key (they
 //     do globally, which implies it). 409 lock_timeout with LockWait 0
-//     means "someone held it". With a LockWait above 0 it is only "nothing
-//     applied", in any state: the server's wait timer runs in the HTTP
-//     goroutine from the moment the request is queued, so it can fire
-//     before the shard loop ever looked at the lock (a busy loop), and it
-//     replies without waiting for the durability of the grant it waited
-//     behind (after a crash that grant may never have happened).
-//     LATCH_LINEAR_STRICT_LOCK_WAIT=1 checks waited timeouts as "held"
-//     too, to reproduce those two.
+//     means "someone held it", and so does one after a LockWait above 0:
+//     the wait starts only once the loop parked the request behind a
+//     holder, and the timeout reply waits for that holder's grant to be
+//     durable. (Before that fix, this check found free locks timing out
+//     and timeouts behind grants a crash undid.)
 //
 // An operation whose outcome is unknown (no reply, a timeout, a 5xx) has
 // Output.Unknown set and returns at the end of the history: porcupine may
@@ -67,8 +64,8 @@ type linInput struct {
 	IfEq    int64  // linCtrCAS
 	Handle  uint64 // linLockRelease
 	WaitMs  int64  // linLockAcquire: LockWaitMs
-	// StrictWait: a lock_timeout after a LockWait above 0 still means the
-	// lock was held (LATCH_LINEAR_STRICT_LOCK_WAIT).
+	// StrictWait: a lock_timeout after a LockWait above 0 means the lock
+	// was held. Always set; false only in the checker's own tests.
 	StrictWait bool
 }
 

@@ -29,8 +29,6 @@ package main
 //	                      at least 100 ops between two kills)
 //	LATCH_LINEAR_CLIENTS  concurrent clients (default 12)
 //	LATCH_LINEAR_VIS_DIR  where a failing history's visualization goes (default os.TempDir())
-//	LATCH_LINEAR_STRICT_LOCK_WAIT=1  check a lock_timeout after a LockWait above 0 as
-//	                      "held" (known to fail today: see linear_model_test.go)
 //	LATCH_TEST_SEED       repeat a run's choices of ops (the interleaving is real, so not exactly)
 
 import (
@@ -117,7 +115,7 @@ type linWorkload struct {
 	issued  atomic.Int64
 	killAt  chan struct{} // receives when the op count reaches a kill point (buffered: clients never wait)
 	nerr    atomic.Int64
-	// strictWait: LATCH_LINEAR_STRICT_LOCK_WAIT (see linear_model_test.go).
+	// strictWait: a waited lock_timeout means "held" (linear_model_test.go).
 	strictWait bool
 	scale      int // multiplies the number of objects (linOpsPerScale)
 }
@@ -382,7 +380,7 @@ func runLinearHistory(t *testing.T, cfg linConfig) linRun {
 	}
 	dir := t.TempDir()
 	w := &linWorkload{t: t, cfg: cfg, start: time.Now(), killAt: make(chan struct{}, cfg.kills),
-		strictWait: os.Getenv("LATCH_LINEAR_STRICT_LOCK_WAIT") == "1", scale: max(1, cfg.ops/linOpsPerScale)}
+		strictWait: true, scale: max(1, cfg.ops/linOpsPerScale)}
 	w.cluster = &linCluster{srv: startServer(t, dir, nil)}
 
 	clients := make([]*linClient, cfg.clients)
@@ -742,14 +740,10 @@ func TestLinearizabilityCatchesCorruption(t *testing.T) {
 }
 
 // TestLockTimeoutNeedsAHolder: a lock nobody ever took must be granted,
-// whatever LockWait. It fails today (a few percent of LockWaitMs 1 acquires
-// of fresh keys get lock_timeout: the wait timer starts when the request is
-// queued, before the shard loop has looked at the lock), so it runs only
-// with LATCH_LINEAR_STRICT_LOCK_WAIT=1, for whoever fixes the engine.
+// whatever LockWait. It failed before the wait timer started at parking
+// (a few percent of LockWaitMs 1 acquires of fresh keys got lock_timeout:
+// the timer started when the request was queued).
 func TestLockTimeoutNeedsAHolder(t *testing.T) {
-	if os.Getenv("LATCH_LINEAR_STRICT_LOCK_WAIT") != "1" {
-		t.Skip("known to fail today; set LATCH_LINEAR_STRICT_LOCK_WAIT=1 to run it")
-	}
 	srv := startServer(t, t.TempDir(), nil)
 	var timeouts, grants atomic.Int64
 	var wg sync.WaitGroup

@@ -4,9 +4,10 @@
 #   docker run -p 7070:7070 -v latch-data:/var/lib/latch \
 #     -v $PWD/auth:/etc/latch/auth:ro latch --auth-file /etc/latch/auth
 #
-# The server listens on 0.0.0.0:7070 inside the container, so give it an
-# --auth-file (docs/SECURITY.md) unless the port is published only to a
-# trusted network. Data lives in the /var/lib/latch volume; fsync goes to
+# The server listens on 0.0.0.0:7070 inside the container, so it refuses to
+# start without an --auth-file (docs/SECURITY.md), as it does on any
+# non-loopback address; pass -e LATCH_INSECURE_NO_AUTH=1 only when the port
+# is published to a trusted network alone. Data lives in the /var/lib/latch volume; fsync goes to
 # whatever backs that volume, so use a local disk, not an overlay or NFS.
 FROM golang:1.26-bookworm AS build
 WORKDIR /src

@@ -503,15 +503,24 @@ func (e *Engine) Close() error {
 // lock key in namespace ns, read on the owning shard's loop. It is for
 // tests and observability; the number may change as soon as it returns.
 func (e *Engine) LockWaiters(ns, key string) int {
+	return e.countOnLoop(ns, func(space *namespace) int {
+		if l := space.locks[key]; l != nil {
+			return l.waiters.live()
+		}
+		return 0
+	})
+}
+
+// countOnLoop runs count on the loop that owns namespace ns (0 if the
+// namespace does not exist or the engine is closed).
+func (e *Engine) countOnLoop(ns string, count func(*namespace) int) int {
 	s := e.shardFor(ns)
 	got := make(chan int, 1)
 	select {
 	case s.cmds <- inspect(func() {
 		n := 0
 		if space := s.nss[ns]; space != nil {
-			if l := space.locks[key]; l != nil {
-				n = l.waiters.live()
-			}
+			n = count(space)
 		}
 		got <- n
 	}):
@@ -533,25 +542,10 @@ func (e *Engine) WatchesInFlight() int { return int(e.watchers.Load()) }
 // KeyWatchers reports how many watches are parked on key in namespace ns,
 // read on the owning shard's loop, as LockWaiters does for locks.
 func (e *Engine) KeyWatchers(ns, key string) int {
-	s := e.shardFor(ns)
-	got := make(chan int, 1)
-	select {
-	case s.cmds <- inspect(func() {
-		n := 0
-		if space := s.nss[ns]; space != nil {
-			if q := space.watchers[key]; q != nil {
-				n = q.live()
-			}
+	return e.countOnLoop(ns, func(space *namespace) int {
+		if q := space.watchers[key]; q != nil {
+			return q.live()
 		}
-		got <- n
-	}):
-	case <-s.done:
 		return 0
-	}
-	select {
-	case n := <-got:
-		return n
-	case <-s.done:
-		return 0
-	}
+	})
 }

@@ -284,66 +284,14 @@ func TestStorageFaultStopsServer(t *testing.T) {
 				}
 			}
 			s := startServer(t, dir, []string{"LATCH_TEST_FAULT=" + tc.spec})
-			var mu sync.Mutex
-			var outs []outcome
-			var wg sync.WaitGroup
-			for _, w := range ws {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						exited := s.Exited()
-						o := m.step(context.Background(), s, w)
-						mu.Lock()
-						outs = append(outs, o)
-						mu.Unlock()
-						if o.err != nil && exited {
-							return
-						}
-						if o.err != nil {
-							time.Sleep(5 * time.Millisecond)
-						}
-					}
-				}()
-			}
-			st := s.Wait(hangGuard)
-			wg.Wait()
+			outs, st := driveUntilExit(s, m, ws, hangGuard)
 			if st.ExitCode() == 0 || killedBySIGKILL(st) {
 				t.Errorf("after an injected %s failure: exit %v, want a non-zero exit code", tc.spec, st)
 			}
 			if !strings.Contains(s.Stderr(), "storage failed") {
 				t.Errorf("stderr does not say the storage failed:\n%s", s.tail(5))
 			}
-			sort.Slice(outs, func(i, j int) bool { return outs[i].sent.Before(outs[j].sent) })
-			var firstFail time.Time
-			acked, failed503 := 0, 0
-			for _, o := range outs {
-				if o.ok() {
-					acked++
-					continue
-				}
-				if o.status == http.StatusServiceUnavailable && o.code == "storage_failed" {
-					failed503++
-				} else if o.err == nil && !(o.status == http.StatusServiceUnavailable && o.code == "shutting_down") {
-					t.Errorf("unexpected reply %d %s", o.status, o.code)
-				}
-				if firstFail.IsZero() || o.recv.Before(firstFail) {
-					firstFail = o.recv
-				}
-			}
-			late := 0
-			for _, o := range outs {
-				if o.ok() && o.sent.After(firstFail) {
-					late++
-				}
-			}
-			t.Logf("%s: %d requests, %d acknowledged, %d got 503 storage_failed", tc.spec, len(outs), acked, failed503)
-			if late > 0 {
-				t.Errorf("%d requests sent after the first failed reply were acknowledged: nothing may be acknowledged after a storage failure", late)
-			}
-			if acked == 0 {
-				t.Errorf("nothing was acknowledged before the fault: the test checks nothing")
-			}
+			_, failed503 := checkNoAckAfterFailure(t, tc.spec, outs)
 			if failed503 == 0 {
 				t.Errorf("no request got 503 storage_failed: the requests pending at the fault must fail with it")
 			}
@@ -354,6 +302,74 @@ func TestStorageFaultStopsServer(t *testing.T) {
 			s2.stop()
 		})
 	}
+}
+
+// driveUntilExit runs the writers against s until the server exits (at most
+// wait), and returns every outcome with the server's exit state.
+func driveUntilExit(s *server, m *model, ws []*writer, wait time.Duration) ([]outcome, *os.ProcessState) {
+	var mu sync.Mutex
+	var outs []outcome
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				exited := s.Exited()
+				o := m.step(context.Background(), s, w)
+				mu.Lock()
+				outs = append(outs, o)
+				mu.Unlock()
+				if o.err != nil && exited {
+					return
+				}
+				if !o.ok() {
+					time.Sleep(5 * time.Millisecond) // pacing while the server stops, not synchronisation
+				}
+			}
+		}()
+	}
+	st := s.Wait(wait)
+	wg.Wait()
+	return outs, st
+}
+
+// checkNoAckAfterFailure checks that every failure is a 503 storage_failed
+// or shutting_down (or no reply), that nothing sent after the first failed
+// reply was acknowledged, and that something was acknowledged before it.
+// It sorts outs by send time.
+func checkNoAckAfterFailure(t *testing.T, spec string, outs []outcome) (acked, failed503 int) {
+	t.Helper()
+	sort.Slice(outs, func(i, j int) bool { return outs[i].sent.Before(outs[j].sent) })
+	var firstFail time.Time
+	for _, o := range outs {
+		if o.ok() {
+			acked++
+			continue
+		}
+		if o.status == http.StatusServiceUnavailable && o.code == "storage_failed" {
+			failed503++
+		} else if o.err == nil && !(o.status == http.StatusServiceUnavailable && o.code == "shutting_down") {
+			t.Errorf("unexpected reply %d %s", o.status, o.code)
+		}
+		if firstFail.IsZero() || o.recv.Before(firstFail) {
+			firstFail = o.recv
+		}
+	}
+	late := 0
+	for _, o := range outs {
+		if o.ok() && o.sent.After(firstFail) {
+			late++
+		}
+	}
+	t.Logf("%s: %d requests, %d acknowledged, %d got 503 storage_failed", spec, len(outs), acked, failed503)
+	if late > 0 {
+		t.Errorf("%d requests sent after the first failed reply were acknowledged: nothing may be acknowledged after a storage failure", late)
+	}
+	if acked == 0 {
+		t.Errorf("nothing was acknowledged before the fault: the test checks nothing")
+	}
+	return acked, failed503
 }
 
 // checkFailedOrder finds, after a restart, the requests that got 503

@@ -11,12 +11,9 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -44,66 +41,16 @@ func TestFaultStepsFatal(t *testing.T) {
 				w.versioned = true
 			}
 			s := startServer(t, dir, []string{"LATCH_TEST_FAULT=" + tc.spec}, faultStepArgs...)
-			var mu sync.Mutex
-			var outs []outcome
-			var wg sync.WaitGroup
-			for _, w := range ws {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						exited := s.Exited()
-						o := m.step(context.Background(), s, w)
-						mu.Lock()
-						outs = append(outs, o)
-						mu.Unlock()
-						if o.err != nil && exited {
-							return
-						}
-						if !o.ok() {
-							time.Sleep(5 * time.Millisecond) // pacing while the server stops, not synchronisation
-						}
-					}
-				}()
-			}
 			// The snapshot loop checks once a second; give a loaded
 			// machine plenty of time to reach the step.
-			st := s.Wait(2 * time.Minute)
-			wg.Wait()
+			outs, st := driveUntilExit(s, m, ws, 2*time.Minute)
 			if st == nil || st.ExitCode() != 1 {
 				t.Fatalf("%s (%s): exit %v, want exit code 1; stderr:\n%s", tc.spec, tc.why, st, s.tail(8))
 			}
 			if !strings.Contains(s.Stderr(), "storage failed") || !strings.Contains(s.Stderr(), "injected") {
 				t.Errorf("stderr does not say that storage failed with the injected error:\n%s", s.tail(8))
 			}
-			sort.Slice(outs, func(i, j int) bool { return outs[i].sent.Before(outs[j].sent) })
-			var firstFail time.Time
-			acked := 0
-			for _, o := range outs {
-				if o.ok() {
-					acked++
-					continue
-				}
-				if o.err == nil && !(o.status == http.StatusServiceUnavailable && (o.code == "storage_failed" || o.code == "shutting_down")) {
-					t.Errorf("unexpected reply %d %s", o.status, o.code)
-				}
-				if firstFail.IsZero() || o.recv.Before(firstFail) {
-					firstFail = o.recv
-				}
-			}
-			late := 0
-			for _, o := range outs {
-				if o.ok() && o.sent.After(firstFail) {
-					late++
-				}
-			}
-			t.Logf("%s: %d requests, %d acknowledged before the server stopped", tc.spec, len(outs), acked)
-			if late > 0 {
-				t.Errorf("%d requests sent after the first failed one were acknowledged", late)
-			}
-			if acked == 0 {
-				t.Errorf("nothing was acknowledged before the fault: the test checks nothing")
-			}
+			checkNoAckAfterFailure(t, tc.spec, outs)
 
 			s2 := startServer(t, dir, nil, faultStepArgs...)
 			checkFailedOrder(t, s2, outs)

@@ -32,10 +32,17 @@ type Retry struct {
 	// attempt up to MaxDelay, and each wait is a random time in [d/2, d].
 	BaseDelay time.Duration
 	MaxDelay  time.Duration
+	// IDTTL is how long the server remembers an automatic idempotency id
+	// (IdempotencyTTL). Ids only need to outlive the attempts of one call,
+	// and each costs the server about 230 bytes while remembered, so the
+	// default is 10 minutes rather than the server's 24 h. 0 leaves it to
+	// the server (--idempotency-ttl).
+	IDTTL time.Duration
 }
 
-// DefaultRetry is the policy of a new Client: 4 attempts, 50 ms to 1 s apart.
-var DefaultRetry = Retry{MaxAttempts: 4, BaseDelay: 50 * time.Millisecond, MaxDelay: time.Second}
+// DefaultRetry is the policy of a new Client: 4 attempts, 50 ms to 1 s
+// apart, automatic idempotency ids remembered for 10 minutes.
+var DefaultRetry = Retry{MaxAttempts: 4, BaseDelay: 50 * time.Millisecond, MaxDelay: time.Second, IDTTL: 10 * time.Minute}
 
 // Client talks to one latch server. It is safe for concurrent use.
 type Client struct {
@@ -115,6 +122,10 @@ type Request struct {
 	Atomic         []AtomicOp
 	Seq            []SeqOp
 	IdempotencyIDs []string
+	// IdempotencyTTL is how long the server remembers IdempotencyIDs; 0
+	// means the server's --idempotency-ttl (24 h by default), the most
+	// it allows.
+	IdempotencyTTL time.Duration
 }
 
 // KVSet writes (or, with Delete, removes) a key. Value is any JSON.
@@ -182,6 +193,8 @@ type wireRequest struct {
 	Atomic         []AtomicOp `json:",omitempty"`
 	Seq            []SeqOp    `json:",omitempty"`
 	IdempotencyIDs []string   `json:",omitempty"`
+	// IdempotencyTTLMs is how long the server remembers IdempotencyIDs.
+	IdempotencyTTLMs int64 `json:",omitempty"`
 }
 
 type wireResponse struct {
@@ -243,7 +256,7 @@ func (c *Client) Do(ctx context.Context, ns string, req Request) (Response, erro
 		LockID: req.LockID, LockDurMs: ceilMs(req.LockDur), LockWaitMs: ceilMs(req.LockWait),
 		UnlockID: req.UnlockID, Unlock: req.Unlock,
 		KVGet: req.KVGet, Atomic: req.Atomic, Seq: req.Seq,
-		IdempotencyIDs: req.IdempotencyIDs,
+		IdempotencyIDs: req.IdempotencyIDs, IdempotencyTTLMs: ceilMs(req.IdempotencyTTL),
 	}
 	attempts := c.retry.MaxAttempts
 	autoID := false
@@ -254,6 +267,7 @@ func (c *Client) Do(ctx context.Context, ns string, req Request) (Response, erro
 		attempts = 1
 	case req.writes() && len(req.IdempotencyIDs) == 0 && attempts > 1:
 		wr.IdempotencyIDs = []string{newID()}
+		wr.IdempotencyTTLMs = ceilMs(c.retry.IDTTL)
 		autoID = true
 	}
 	body, err := encodeRequest(wr, req.KVSet)

@@ -385,6 +385,7 @@ type dropProxy struct {
 	requests atomic.Int32
 	mu       sync.Mutex
 	auth     []string
+	bodies   []string
 }
 
 func (p *dropProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -393,6 +394,9 @@ func (p *dropProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.auth = append(p.auth, r.Header.Get("Authorization"))
 	p.mu.Unlock()
 	body, _ := io.ReadAll(r.Body)
+	p.mu.Lock()
+	p.bodies = append(p.bodies, string(body))
+	p.mu.Unlock()
 	req, _ := http.NewRequestWithContext(r.Context(), r.Method, p.target+r.URL.RequestURI(), bytes.NewReader(body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -560,3 +564,52 @@ func TestLockCancelWhileWaiting(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Automatic idempotency ids ask the server to remember them only for
+// Retry.IDTTL, and the server then forgets them: a write repeated with the
+// same id after that applies again.
+func TestAutoIDTTL(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	p, purl := startProxy(t, s.URL)
+	c := newClient(t, purl, client.WithNamespace("idttl"))
+	if err := c.Set(ctx, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	body := p.bodies[len(p.bodies)-1]
+	p.mu.Unlock()
+	var sent struct {
+		IdempotencyIDs   []string
+		IdempotencyTTLMs int64
+	}
+	if err := json.Unmarshal([]byte(body), &sent); err != nil || len(sent.IdempotencyIDs) != 1 || sent.IdempotencyTTLMs != client.DefaultRetry.IDTTL.Milliseconds() {
+		t.Fatalf("a default Set sent %s (%v); want one id and IdempotencyTTLMs %d", body, err, client.DefaultRetry.IDTTL.Milliseconds())
+	}
+
+	// The server keeps an id for the TTL asked for, then forgets it.
+	direct := newClient(t, s.URL, client.WithNamespace("idttl"), client.WithRetry(client.Retry{MaxAttempts: 1}))
+	req := client.Request{Atomic: []client.AtomicOp{{Key: "n", Add: ptr(int64(1))}}, IdempotencyIDs: []string{"once"}, IdempotencyTTL: 300 * time.Millisecond}
+	if _, err := direct.Do(ctx, "idttl", req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.Do(ctx, "idttl", req); !errors.Is(err, client.ErrDuplicate) {
+		t.Fatalf("a repeat within the TTL: %v, want ErrDuplicate", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := direct.Do(ctx, "idttl", req)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, client.ErrDuplicate) || time.Now().After(deadline) {
+			t.Fatalf("a repeat after the TTL: %v, want it applied", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v, _ := direct.Counter(ctx, "n"); v != 2 {
+		t.Fatalf("counter %d, want 2 (applied once, then again after the id expired)", v)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -23,7 +23,9 @@
 //     attempt; the server applies a request at most once per id (for 24 h,
 //     --idempotency-ttl). If the caller gave IdempotencyIDs, those are used
 //     instead. With Retry.MaxAttempts 1 no id is generated. Each id costs
-//     the server a little memory until it expires.
+//     the server about 230 bytes until it expires, so automatic ids ask to
+//     be remembered only for Retry.IDTTL (10 minutes), not the server's
+//     24 h: enough to outlive every attempt of the call.
 //   - Lock acquisition is sent once, never retried: a request whose reply
 //     was lost may have been granted, and a repeat would queue behind that
 //     invisible grant (or, after expiry, take a second handle). Such a

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"container/heap"
 	"math"
 )
 
@@ -122,7 +123,11 @@ func (s *shard) evaluate(ns *namespace, req *Request, nowMs int64) (*evaluation,
 
 	// Idempotency ids are remembered only if everything else applies.
 	if len(req.IdempotencyIDs) > 0 {
-		exp := nowMs + s.e.cfg.IdempotencyTTL.Milliseconds()
+		ttl := s.e.cfg.IdempotencyTTL.Milliseconds()
+		if req.IdempotencyTTLMs > 0 {
+			ttl = min(ttl, req.IdempotencyTTLMs)
+		}
+		exp := nowMs + ttl
 		for _, id := range req.IdempotencyIDs {
 			ev.effs = append(ev.effs, effect{kind: effIdem, key: id, signed: exp})
 		}
@@ -207,7 +212,7 @@ func (s *shard) applyEffects(ns *namespace, effs []effect) {
 		case effIdem:
 			ns.idem.Set(e.key, e.signed)
 			if !s.replaying {
-				s.idemQueue = append(s.idemQueue, idemEntry{ns: ns, id: e.key, expMs: e.signed})
+				heap.Push(&s.idemQueue, idemEntry{ns: ns, id: e.key, expMs: e.signed})
 			}
 		}
 	}

@@ -178,3 +178,52 @@ func TestLockWaitCountsFromParking(t *testing.T) {
 		t.Fatalf("a held lock: %v, want ErrLockTimeout", err)
 	}
 }
+
+// TestIdempotencyTTLPerRequest: a request may ask for its ids to be
+// remembered for less than Config.IdempotencyTTL; such an id expires then,
+// and is pruned from memory even when it came after longer-lived ids.
+func TestIdempotencyTTLPerRequest(t *testing.T) {
+	e := openTest(t, t.TempDir(), 1)
+	ctx := context.Background()
+	add := func(id string, ttlMs int64) error {
+		_, err := e.Do(ctx, "ns", &Request{Atomic: []AtomicOp{{Key: "n", Add: ptr(int64(1))}}, IdempotencyIDs: []string{id}, IdempotencyTTLMs: ttlMs})
+		return err
+	}
+	if err := add("long", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("short", 30); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("short", 30); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("a repeat within 30 ms: %v, want ErrDuplicate", err)
+	}
+	remembered := func() (ids []string) {
+		done := make(chan struct{})
+		s := e.shardFor("ns")
+		s.cmds <- inspect(func() {
+			s.nss["ns"].idem.Scan(func(id string, _ int64) bool { ids = append(ids, id); return true })
+			close(done)
+		})
+		<-done
+		return ids
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// Any input runs the loop's pruning after it.
+		ids := remembered()
+		if len(ids) == 1 && ids[0] == "long" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("remembered ids %v, want only the long-lived one once the short one expired", ids)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := add("short", 30); err != nil {
+		t.Fatalf("the short-lived id after it expired: %v, want applied", err)
+	}
+	if err := add("long", 0); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("the long-lived id: %v, want ErrDuplicate", err)
+	}
+}

@@ -15,6 +15,9 @@ type Request struct {
 	Atomic         []AtomicOp
 	Seq            []SeqOp
 	IdempotencyIDs []string
+	// IdempotencyTTLMs, if above 0, is how long these ids are remembered,
+	// instead of Config.IdempotencyTTL (it is capped to that).
+	IdempotencyTTLMs int64
 }
 
 // KVSet writes (or deletes) one key. Value is stored byte-exact.

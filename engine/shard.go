@@ -2,7 +2,6 @@ package engine
 
 import (
 	"container/heap"
-	"sort"
 	"time"
 
 	"github.com/latchkv/latch/wal"
@@ -21,8 +20,8 @@ type shard struct {
 	lastTicket *wal.Ticket // covers every state change this shard made
 	deadlines  lockHeap
 	timer      *time.Timer
-	timerAtMs  int64 // deadline the timer is armed for; 0 = not armed
-	idemQueue  []idemEntry
+	timerAtMs  int64    // deadline the timer is armed for; 0 = not armed
+	idemQueue  idemHeap // idempotency ids by expiry, for pruning
 	buf        []byte
 	replaying  bool
 	stats      shardStats // written by the loop, read by Engine.Stats
@@ -100,12 +99,10 @@ func (s *shard) housekeep() {
 	s.stats.held.Store(int64(len(s.deadlines)))
 	now := nowMs()
 	for len(s.idemQueue) > 0 && s.idemQueue[0].expMs <= now {
-		ie := s.idemQueue[0]
+		ie := heap.Pop(&s.idemQueue).(idemEntry)
 		if exp, ok := ie.ns.idem.Get(ie.id); ok && exp == ie.expMs {
 			ie.ns.idem.Delete(ie.id)
 		}
-		s.idemQueue[0] = idemEntry{}
-		s.idemQueue = s.idemQueue[1:]
 	}
 	if len(s.deadlines) == 0 {
 		return
@@ -349,6 +346,6 @@ func (s *shard) finishReplay(now int64) {
 			ns.idem.Delete(id)
 		}
 	}
-	sort.Slice(s.idemQueue, func(i, j int) bool { return s.idemQueue[i].expMs < s.idemQueue[j].expMs })
+	heap.Init(&s.idemQueue)
 	s.stats.held.Store(int64(len(s.deadlines)))
 }

@@ -262,3 +262,20 @@ type idemEntry struct {
 	id    string
 	expMs int64
 }
+
+// idemHeap orders remembered idempotency ids by expiry (a request may ask
+// for a shorter retention than the default, so arrival order is not
+// expiry order).
+type idemHeap []idemEntry
+
+func (h idemHeap) Len() int           { return len(h) }
+func (h idemHeap) Less(i, j int) bool { return h[i].expMs < h[j].expMs }
+func (h idemHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *idemHeap) Push(x any)        { *h = append(*h, x.(idemEntry)) }
+func (h *idemHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = idemEntry{}
+	*h = old[:len(old)-1]
+	return e
+}

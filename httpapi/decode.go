@@ -28,6 +28,7 @@ type Limits struct {
 	MaxWatchTimeout     time.Duration // --max-watch-timeout; longer Timeouts are capped to it
 	DefaultWatchTimeout time.Duration // a watch without Timeout waits this long
 	MaxSeqCount         uint64        // 400 invalid_request
+	MaxIdempotencyTTL   time.Duration // --idempotency-ttl; a longer IdempotencyTTL is 400 invalid_duration
 	MaxValueBytes       int           // --max-value-bytes, 400 value_too_long (a KVSet Value as JSON text; 0: only the body bounds it)
 }
 
@@ -43,6 +44,7 @@ func DefaultLimits() Limits {
 		MaxWatchTimeout:     5 * time.Minute,
 		DefaultWatchTimeout: 30 * time.Second,
 		MaxSeqCount:         1_000_000,
+		MaxIdempotencyTTL:   engine.DefaultIdempotencyTTL,
 		// As large as the body allows by default; lower it to bound the
 		// memory one key can take.
 		MaxValueBytes: 1 << 20,
@@ -52,7 +54,7 @@ func DefaultLimits() Limits {
 // wireRequest is the JSON body of POST /db/{env}. encoding/json matches
 // field names case-insensitively, as the seed API requires.
 type wireRequest struct {
-	wireLock
+	wireScalars
 	KVSet          oneOrMany[wireKVSet]
 	KVGet          kvGetList
 	Atomic         oneOrMany[wireAtomic]
@@ -66,7 +68,7 @@ type wireRequest struct {
 // the flexible shapes of wireRequest need a second pass per list, so
 // decodeRequest tries this first and falls back to wireRequest on error.
 type wireRequestArrays struct {
-	wireLock
+	wireScalars
 	KVSet          []wireKVSet
 	KVGet          []string
 	Atomic         []wireAtomic
@@ -74,9 +76,10 @@ type wireRequestArrays struct {
 	IdempotencyIDs []string
 }
 
-// wireLock holds the lock fields, shared by both request shapes; the
-// decoder promotes them, so they stay top-level in the JSON.
-type wireLock struct {
+// wireScalars holds the scalar fields (the lock's and the idempotency
+// retention), shared by both request shapes; the decoder promotes them, so
+// they stay top-level in the JSON.
+type wireScalars struct {
 	LockID     *string
 	LockDur    *float64
 	LockDurMs  *int64
@@ -84,6 +87,10 @@ type wireLock struct {
 	LockWaitMs *int64
 	UnlockID   *string
 	Unlock     *handle
+	// How long this request's IdempotencyIDs are remembered, at most the
+	// server's --idempotency-ttl (the default).
+	IdempotencyTTL   *float64
+	IdempotencyTTLMs *int64
 }
 
 type wireKVSet struct {
@@ -208,9 +215,9 @@ func jsonError(err error) *apiError {
 	case errors.As(err, &syn):
 		return badRequest(CodeBadJSON, fmt.Sprintf("the body is not valid JSON: %v (at byte %d)", syn, syn.Offset))
 	case errors.As(err, &typ):
-		// Name the field as the client spells it (the embedded wireLock
+		// Name the field as the client spells it (the embedded wireScalars
 		// is invisible in the JSON) and the type in JSON's words, not Go's.
-		field := strings.TrimPrefix(typ.Field, "wireLock.")
+		field := strings.TrimPrefix(typ.Field, "wireScalars.")
 		want := jsonKind(typ.Type)
 		if field == "" {
 			return badRequest(CodeBadJSON, fmt.Sprintf("the body must be a JSON object, not %s", typ.Value))
@@ -389,8 +396,8 @@ func (lim *Limits) decodeRequest(body []byte) (*engine.Request, error) {
 	// replaced whole, so there the last occurrence wins exactly.
 	if err := strictUnmarshal(body, &fast); err == nil && !mayRepeatTopLevelName(body) {
 		w = wireRequest{
-			wireLock: fast.wireLock,
-			KVSet:    fast.KVSet, KVGet: fast.KVGet, Atomic: fast.Atomic,
+			wireScalars: fast.wireScalars,
+			KVSet:       fast.KVSet, KVGet: fast.KVGet, Atomic: fast.Atomic,
 			Seq: fast.Seq, IdempotencyIDs: fast.IdempotencyIDs,
 		}
 	} else if err := strictUnmarshal(body, &w); err != nil {
@@ -480,6 +487,19 @@ func (lim *Limits) decodeRequest(body []byte) (*engine.Request, error) {
 		}
 	}
 	req.IdempotencyIDs = w.IdempotencyIDs
+	ttl, ok, err := millis("IdempotencyTTL", w.IdempotencyTTL, w.IdempotencyTTLMs, lim.MaxIdempotencyTTL)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if ttl <= 0 {
+			return nil, badRequest(CodeInvalidDuration, "IdempotencyTTL must be above 0 (leave it out for the server's --idempotency-ttl)")
+		}
+		if len(w.IdempotencyIDs) == 0 {
+			return nil, badRequest(CodeInvalidRequest, "IdempotencyTTL without IdempotencyIDs: there is nothing to remember")
+		}
+		req.IdempotencyTTLMs = ttl
+	}
 	return req, nil
 }
 

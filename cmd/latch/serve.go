@@ -31,7 +31,7 @@ func serve(args []string) int {
 	addr := fs.String("addr", "127.0.0.1:7070", "listen address (host:port)")
 	dataDir := fs.String("data-dir", "./latch-data", "data directory (created if missing)")
 	shards := fs.Int("shards", runtime.GOMAXPROCS(0), "number of shard event loops")
-	idemTTL := fs.Duration("idempotency-ttl", engine.DefaultIdempotencyTTL, "how long an idempotency id is remembered")
+	idemTTL := fs.Duration("idempotency-ttl", engine.DefaultIdempotencyTTL, "how long an idempotency id is remembered (a request may ask for less with IdempotencyTTL)")
 	maxWaiters := fs.Int("max-waiters-per-lock", engine.DefaultMaxWaitersPerLock, "waiters allowed on one lock")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	snapRecords := fs.Int("snapshot-every-records", engine.DefaultSnapshotEveryRecords, "take a snapshot after this many log records (negative: never automatically)")
@@ -71,6 +71,9 @@ func serve(args []string) int {
 		}
 		fmt.Fprintln(os.Stderr, "latch serve:", err)
 		return 2
+	}
+	if *idemTTL > 0 {
+		lim.MaxIdempotencyTTL = *idemTTL
 	}
 	if *segSize < minSegmentSize || *segSize > maxSegmentSize {
 		fmt.Fprintf(os.Stderr, "latch serve: --segment-size %d: want %d (4 KiB) to %d (1 GiB) bytes\n", *segSize, minSegmentSize, maxSegmentSize)

@@ -141,7 +141,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Add(2)
 		go func() { defer wg.Done(); m.run(s, ws, nil) }()
-		go func() { defer wg.Done(); churn(t, s, h, "crash-locks", "churn", nil) }()
+		go func() { defer wg.Done(); churn(t, s, h, "crash-locks", "churn", nil, nil) }()
 		time.Sleep(life)
 		s.crash()
 		wg.Wait()

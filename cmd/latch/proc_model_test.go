@@ -459,7 +459,8 @@ func (h *handles) highest() uint64 {
 
 // churn acquires and releases one lock in a loop until the server is gone
 // or stop is closed, checking that each new handle is above every earlier one.
-func churn(t *testing.T, s *server, h *handles, ns, lock string, stop <-chan struct{}) {
+// ops, if not nil, counts the requests that got a reply.
+func churn(t *testing.T, s *server, h *handles, ns, lock string, stop <-chan struct{}, ops *atomic.Int64) {
 	ctx := context.Background()
 	for {
 		select {
@@ -471,6 +472,7 @@ func churn(t *testing.T, s *server, h *handles, ns, lock string, stop <-chan str
 		if err != nil {
 			return
 		}
+		count(ops)
 		if st == http.StatusConflict && r.Code == "lock_timeout" {
 			continue // held by a grant we never saw, from before a crash
 		}
@@ -483,10 +485,17 @@ func churn(t *testing.T, s *server, h *handles, ns, lock string, stop <-chan str
 		if err != nil {
 			return
 		}
+		count(ops)
 		if st != http.StatusOK && r.Code != "lock_lost" { // lock_lost: it expired meanwhile
 			t.Errorf("churn %s/%s: unlock replied %d %s %s", ns, lock, st, r.Code, r.Message)
 			return
 		}
+	}
+}
+
+func count(n *atomic.Int64) {
+	if n != nil {
+		n.Add(1)
 	}
 }
 

@@ -40,7 +40,7 @@ func TestSnapshotStepCrashes(t *testing.T) {
 				var wg sync.WaitGroup
 				wg.Add(2)
 				go func() { defer wg.Done(); m.run(s, ws, stop) }()
-				go func() { defer wg.Done(); churn(t, s, h, "snap-"+step+"-locks", "churn", stop) }()
+				go func() { defer wg.Done(); churn(t, s, h, "snap-"+step+"-locks", "churn", stop, nil) }()
 				go func() { wg.Wait(); close(done) }()
 				return done
 			}
@@ -232,7 +232,7 @@ func TestSnapshotRoundTripUnderLoad(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); m.run(a, ws, stop) }()
-	go func() { defer wg.Done(); churn(t, a, h, "rt-locks", "churn", stop) }()
+	go func() { defer wg.Done(); churn(t, a, h, "rt-locks", "churn", stop, nil) }()
 	time.Sleep(300 * time.Millisecond) // the load is running
 
 	before := m.freeze()

@@ -283,7 +283,7 @@ func TestSoak(t *testing.T) {
 			for i := 0; i < 2; i++ {
 				go func() {
 					defer wg.Done()
-					churnCounted(t, s, hs[i], fmt.Sprintf("soak-%d", i), "L", &lockOps, stop)
+					churn(t, s, hs[i], fmt.Sprintf("soak-%d", i), "L", stop, &lockOps)
 				}()
 			}
 			wg.Wait()
@@ -375,38 +375,4 @@ func formatSoakSample(sm soakSample) string {
 	}
 	return fmt.Sprintf("t=%s ops=%d (%.0f/s) crashes=%d rss=%.1fMiB %s=%d",
 		sm.at.Round(time.Second), sm.ops, sm.opsPerSec, sm.crashes, float64(sm.rssKiB)/1024, src, sm.gor)
-}
-
-// churnCounted is churn (proc_model_test.go) that also counts its requests.
-func churnCounted(t *testing.T, s *server, h *handles, ns, lock string, ops *atomic.Int64, stop <-chan struct{}) {
-	ctx := context.Background()
-	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		st, r, err := s.db(ctx, ns, map[string]any{"LockID": lock, "LockDurMs": 600, "LockWaitMs": 1000})
-		if err != nil {
-			return
-		}
-		ops.Add(1)
-		if st == http.StatusConflict && r.Code == "lock_timeout" {
-			continue // held by a grant we never saw, from before a crash
-		}
-		if st != http.StatusOK {
-			t.Errorf("churn %s/%s: acquire replied %d %s %s", ns, lock, st, r.Code, r.Message)
-			return
-		}
-		h.see(t, r.Lock, "churn "+lock)
-		st, r, err = s.db(ctx, ns, map[string]any{"UnlockID": lock, "Unlock": r.Lock})
-		if err != nil {
-			return
-		}
-		ops.Add(1)
-		if st != http.StatusOK && r.Code != "lock_lost" {
-			t.Errorf("churn %s/%s: unlock replied %d %s %s", ns, lock, st, r.Code, r.Message)
-			return
-		}
-	}
 }

@@ -273,13 +273,8 @@ func (e *Engine) LastHandle() uint64 { return e.nextHandle.Load() }
 // syncDir fsyncs dir so that the names created, renamed or removed in it
 // survive a power loss, and tells SyncHook.
 func (e *Engine) syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+	if err := wal.SyncDir(dir); err != nil {
 		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("engine: fsync of directory %s: %w", dir, err)
 	}
 	if e.cfg.SyncHook != nil {
 		e.cfg.SyncHook("dirsync", dir, 0)

@@ -142,7 +142,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("wal: %s: tidwall/wal sees last record %d, scan saw %d (%v)", dir, last, res.last, err)
 	}
 	// A new log's first segment file was just created: make its name durable.
-	if err := syncDir(dir); err != nil {
+	if err := SyncDir(dir); err != nil {
 		tl.Close()
 		return nil, err
 	}
@@ -288,7 +288,7 @@ func (l *Log) commit(b *batch) (time.Duration, error) {
 			return fsync, fmt.Errorf("directory fsync: %w", err)
 		}
 		if fsyncEnabled {
-			if err := syncDir(l.dir); err != nil {
+			if err := SyncDir(l.dir); err != nil {
 				return fsync, err
 			}
 			l.synced("dirsync", l.dir, 0)

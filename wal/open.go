@@ -225,7 +225,7 @@ func repairTail(path string, keep, size int64) (*Repair, error) {
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := SyncDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
 	return &Repair{Segment: path, Offset: keep, LostBytes: size - keep, KeptAs: broken}, nil
@@ -252,16 +252,16 @@ func copyFileSync(src, dst string) error {
 	return out.Close()
 }
 
-// syncDir fsyncs a directory so that file creations and renames in it are
-// durable; tidwall/wal never does this itself.
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory so that file creations, renames and removals
+// in it are durable; tidwall/wal never does this itself.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("wal: fsync of directory %s: %w", dir, err)
+		return fmt.Errorf("fsync of directory %s: %w", dir, err)
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ func (l *Log) TruncateBefore(cut uint64, afterEach func()) (removed []string, er
 		}
 	}
 	if len(removed) > 0 {
-		if err := syncDir(l.dir); err != nil {
+		if err := SyncDir(l.dir); err != nil {
 			return removed, err
 		}
 		l.synced("dirsync", l.dir, 0)
@@ -80,5 +80,5 @@ func startAfter(dir string, after uint64) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }

@@ -510,24 +510,13 @@ func (e *Engine) LockWaiters(ns, key string) int {
 // namespace does not exist or the engine is closed).
 func (e *Engine) countOnLoop(ns string, count func(*namespace) int) int {
 	s := e.shardFor(ns)
-	got := make(chan int, 1)
-	select {
-	case s.cmds <- inspect(func() {
-		n := 0
+	n, _ := onLoop(context.Background(), s, func() int {
 		if space := s.nss[ns]; space != nil {
-			n = count(space)
+			return count(space)
 		}
-		got <- n
-	}):
-	case <-s.done:
 		return 0
-	}
-	select {
-	case n := <-got:
-		return n
-	case <-s.done:
-		return 0
-	}
+	})
+	return n
 }
 
 // WatchesInFlight reports how many Watch calls are running now, parked or

@@ -1,7 +1,7 @@
 # latch: `make run` serves on the defaults, `make test` runs every test.
 GO            ?= go
 BIN           := bin/latch
-STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@2026.2.2
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN         := $(shell $(GO) env GOPATH)/bin
 # Fuzz budgets are execution counts, not durations: a duration -fuzztime
 # races Go's fuzz coordinator (golang/go#75804, unfixed in go1.26) and fails

@@ -270,6 +270,61 @@ func TestCLILockCtrlC(t *testing.T) {
 	s.mustDB("clic", map[string]any{"LockID": "L", "LockDur": 10}, 200)
 }
 
+// Ctrl-C while `latch lock` is still waiting leaves the line: the command
+// never runs, latch exits 1, and the lock is never granted to it (the
+// next client takes it at once when the holder unlocks).
+func TestCLILockCtrlCWhileWaiting(t *testing.T) {
+	s := startServer(t, t.TempDir(), nil)
+	env := cliEnv(s, "cliw")
+	held := s.mustDB("cliw", map[string]any{"LockID": "L", "LockDur": 60}, 200)
+	marker := filepath.Join(t.TempDir(), "ran")
+	p := startCLI(t, env, "lock", "L", "--wait", "1m", "--", "touch", marker)
+	waitLockWaiters(t, env, "cliw", 1)
+	p.cmd.Process.Signal(syscall.SIGINT) //nolint:errcheck
+	if code := p.wait(t); code != 1 {
+		t.Fatalf("latch lock interrupted while waiting: exit %d, want 1; stderr: %s", code, p.stderr)
+	}
+	if !strings.Contains(p.stderr.String(), "while waiting for lock") {
+		t.Fatalf("no message for the interrupted wait: %s", p.stderr)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the command ran after Ctrl-C")
+	}
+	// The waiter left the line: no waiters remain, and after the holder
+	// unlocks, a client with LockWait 0 gets the lock.
+	waitLockWaiters(t, env, "cliw", 0)
+	s.mustDB("cliw", map[string]any{"UnlockID": "L", "Unlock": held.Lock}, 200)
+	s.mustDB("cliw", map[string]any{"LockID": "L", "LockDur": 10}, 200)
+}
+
+// waitLockWaiters polls `latch locks --ns NS -o json` until the one held
+// lock there has n waiters, and returns that listing's entry.
+func waitLockWaiters(t *testing.T, env []string, ns string, n int) lockListEntry {
+	t.Helper()
+	var list struct{ Locks []lockListEntry }
+	deadline := time.Now().Add(hangGuard)
+	for {
+		out := mustLatch(t, env, 0, "locks", "--ns", ns, "-o", "json")
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			t.Fatalf("locks -o json: %q: %v", out, err)
+		}
+		if len(list.Locks) == 1 && list.Locks[0].Waiters == n {
+			return list.Locks[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("locks --ns %s: %q, want one lock with %d waiters", ns, out, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type lockListEntry struct {
+	Namespace, Key string
+	Handle         uint64
+	TillMs         int64
+	Waiters        int
+}
+
 // If the lock is lost mid-run (here: the server dies and the deadline
 // passes with no extension), the child gets SIGTERM and latch exits 5.
 func TestCLILockLost(t *testing.T) {
@@ -301,29 +356,8 @@ func TestCLILocks(t *testing.T) {
 	defer cancel()
 	go s.db(ctx, "clia", map[string]any{"LockID": "L", "LockDur": 60, "LockWait": 60}) //nolint:errcheck // a waiter
 
-	var list struct {
-		Locks []struct {
-			Namespace, Key string
-			Handle         uint64
-			TillMs         int64
-			Waiters        int
-		}
-	}
-	deadline := time.Now().Add(hangGuard)
-	for {
-		out := mustLatch(t, env, 0, "locks", "--ns", "clia", "-o", "json")
-		if err := json.Unmarshal([]byte(out), &list); err != nil {
-			t.Fatalf("locks -o json: %q: %v", out, err)
-		}
-		if len(list.Locks) == 1 && list.Locks[0].Waiters == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("locks --ns clia: %q, want L with one waiter", out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if l := list.Locks[0]; l.Namespace != "clia" || l.Key != "L" || l.Handle != held.Lock || l.TillMs != held.TillMs {
+	l := waitLockWaiters(t, env, "clia", 1)
+	if l.Namespace != "clia" || l.Key != "L" || l.Handle != held.Lock || l.TillMs != held.TillMs {
 		t.Fatalf("locks: %+v, want handle %d till %d", l, held.Lock, held.TillMs)
 	}
 	out := mustLatch(t, env, 0, "locks")

@@ -443,6 +443,33 @@ func badInputCases(handle uint64) []badCase {
 		}
 	}
 
+	// An escaped lone surrogate anywhere but in a Value: encoding/json
+	// would read each as U+FFFD, making "\ud800" and "\udfff" one key.
+	for _, b := range []string{
+		`{"KVSet":[{"Key":"\ud800","Value":"evil"}]}`, `{"KVSet":[{"Key":"k\udfff","Value":1}]}`,
+		`{"KVGet":["\uDBFF"]}`, `{"KVGet":[{"Key":"\ud800x"}]}`, `{"KVGet":["\ud800\u0041"]}`,
+		`{"KVGet":["\ud800\ud800"]}`, `{"KVGet":["\udc00\ud800"]}`, `{"Atomic":[{"Key":"\ud801","Add":1}]}`,
+		`{"Seq":[{"Key":"\udabc"}]}`, `{"LockID":"\ud800","LockDur":1}`, `{"UnlockID":"L\udc00","Unlock":1}`,
+		`{"IdempotencyIDs":["\ud800"]}`, `{"KVGet\ud800":["k1"]}`,
+		`{"KVSet":[{"Value":"\ud800","Key":"\ud800"}]}`,
+	} {
+		add("lone surrogate "+b, b, bad, badJSON)
+	}
+	addAt("lone surrogate in a watch ID", "/watch/fx", `{"ID":"\ud800"}`, bad, badJSON)
+	accept("surrogate pair in a key", "/db/scratch", `{"KVSet":[{"Key":"pair\ud83d\ude00","Value":1}],"KVGet":["pair😀"]}`, "")
+	cases[len(cases)-1].check = func(t testing.TB, d dbReply) {
+		if len(d.KV) != 1 || d.KV[0].Key != "pair\U0001F600" || d.KV[0].Version == 0 {
+			t.Fatalf("surrogate pair key: %+v", d.KV)
+		}
+	}
+	accept("lone surrogates deep in a Value, an escaped backslash before u in a key", "/db/scratch",
+		`{"KVSet":[{"value":{"a":["\udc00",{"Key":"\ud800"}]},"Key":"b\\ud800"}],"KVGet":["b\\ud800"]}`, "")
+	cases[len(cases)-1].check = func(t testing.TB, d dbReply) {
+		if len(d.KV) != 1 || d.KV[0].Key != `b\ud800` || string(d.KV[0].Value) != `{"a":["\udc00",{"Key":"\ud800"}]}` {
+			t.Fatalf("Value with lone surrogates: %+v %s", d.KV, d.KV[0].Value)
+		}
+	}
+
 	// Body shapes: empty, blank, not an object, more than one value.
 	add("empty body", "", bad, badJSON)
 	add("whitespace only", " \t\r\n ", bad, badJSON)

@@ -263,10 +263,12 @@ func jsonKind(t reflect.Type) string {
 // checkUTF8 refuses a body that is not UTF-8 (RFC 8259 section 8.1).
 // encoding/json would quietly turn each bad byte of a string into U+FFFD,
 // so the keys "k\xff" and "k\xfe" would be one key, and a stored Value
-// would be echoed back as JSON that strict parsers refuse.
+// would be echoed back as JSON that strict parsers refuse. For the same
+// reason it refuses an escaped lone surrogate outside a Value
+// (checkSurrogates).
 func checkUTF8(body []byte) *apiError {
 	if utf8.Valid(body) {
-		return nil
+		return checkSurrogates(body)
 	}
 	off := 0
 	for off < len(body) {

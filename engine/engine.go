@@ -53,7 +53,8 @@ type Config struct {
 	SnapshotEvery time.Duration
 	// SnapshotKeep is how many snapshots to keep (default 2).
 	SnapshotKeep int
-	// OnSnapshot, if set, is told about every automatic snapshot.
+	// OnSnapshot, if set, is told about every snapshot, periodic or asked
+	// for with Snapshot, after it is published (or failed).
 	OnSnapshot func(SnapshotInfo, error)
 	// SnapshotHook, if set, is called at each step of taking a snapshot:
 	// "written", "renamed", "published" and "truncating" (see snapshot.go).

@@ -78,5 +78,8 @@ func (e *Engine) Snapshot() (SnapshotInfo, error) {
 	if err != nil && !errors.Is(err, ErrShuttingDown) {
 		e.snapshotsFailed.Add(1)
 	}
+	if e.cfg.OnSnapshot != nil {
+		e.cfg.OnSnapshot(info, err)
+	}
 	return info, err
 }

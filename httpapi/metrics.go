@@ -29,6 +29,8 @@ type Metrics struct {
 	commitRecords prometheus.Histogram
 	commitBytes   prometheus.Counter
 	fsync         prometheus.Histogram
+	snapTook      prometheus.Histogram
+	snapPause     prometheus.Histogram
 	eng           atomic.Pointer[engine.Engine]
 	handler       http.Handler
 }
@@ -60,13 +62,23 @@ func NewMetrics(v VersionInfo) *Metrics {
 		Help:    "Duration of the log's fsync, one per group commit.",
 		Buckets: []float64{.00005, .0001, .0002, .0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 5},
 	})
+	m.snapTook = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "latch_snapshot_duration_seconds",
+		Help:    "How long each published snapshot took, copy, encoding, publish and log truncation included; writes go on meanwhile.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+	})
+	m.snapPause = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "latch_snapshot_pause_seconds",
+		Help:    "How long the shard loops stood still for each snapshot's copy (every request waits this long at most).",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	})
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "latch_build_info",
 		Help:        "Always 1; the labels describe the running binary.",
 		ConstLabels: prometheus.Labels{"version": v.Version, "goversion": v.GoVersion, "commit": v.Commit},
 	})
 	build.Set(1)
-	m.reg.MustRegister(m.requests, m.latency, m.commitRecords, m.commitBytes, m.fsync, build,
+	m.reg.MustRegister(m.requests, m.latency, m.commitRecords, m.commitBytes, m.fsync, m.snapTook, m.snapPause, build,
 		engineCollector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -83,6 +95,17 @@ func (m *Metrics) ObserveCommit(records, bytes int, fsync time.Duration) {
 	m.commitRecords.Observe(float64(records))
 	m.commitBytes.Add(float64(bytes))
 	m.fsync.Observe(fsync.Seconds())
+}
+
+// ObserveSnapshot records one snapshot that was published; it has the
+// signature of engine.Config.OnSnapshot. Failures are counted from
+// engine.Stats (latch_snapshot_failures_total).
+func (m *Metrics) ObserveSnapshot(info engine.SnapshotInfo, _ error) {
+	if info.Path == "" {
+		return
+	}
+	m.snapTook.Observe(info.Took.Seconds())
+	m.snapPause.Observe(info.Pause.Seconds())
 }
 
 // ServeHTTP serves the Prometheus text format.

@@ -21,7 +21,7 @@ func newObservedServer(t *testing.T) (*testServer, *httpapi.Health) {
 	t.Helper()
 	v := httpapi.BuildVersion("v9.9.9-test")
 	h, m := httpapi.NewHealth(v), httpapi.NewMetrics(v)
-	eng, err := engine.Open(engine.Config{Dir: t.TempDir(), Shards: 2, SnapshotEveryRecords: -1, OnCommit: m.ObserveCommit})
+	eng, err := engine.Open(engine.Config{Dir: t.TempDir(), Shards: 2, SnapshotEveryRecords: -1, OnCommit: m.ObserveCommit, OnSnapshot: m.ObserveSnapshot})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +181,14 @@ func TestMetricsMove(t *testing.T) {
 	}
 	if after.get(t, "latch_snapshot_last_duration_seconds") <= 0 {
 		t.Errorf("latch_snapshot_last_duration_seconds is 0 after a snapshot")
+	}
+	for _, h := range []string{"latch_snapshot_duration_seconds_count", "latch_snapshot_pause_seconds_count"} {
+		if n := after.get(t, h) - before.series[h]; n != 1 {
+			t.Errorf("%s rose by %v over one snapshot, want 1", h, n)
+		}
+	}
+	if after.get(t, "latch_snapshot_duration_seconds_sum") <= 0 {
+		t.Errorf("latch_snapshot_duration_seconds_sum is 0 after a snapshot")
 	}
 }
 

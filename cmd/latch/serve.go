@@ -137,6 +137,7 @@ func serve(args []string) int {
 		SegmentSize:       *segSize,
 		MaxWatchersPerKey: *maxWatchersPerKey, MaxWatchers: *maxWatchers,
 		OnSnapshot: func(info engine.SnapshotInfo, err error) {
+			metrics.ObserveSnapshot(info, err)
 			if errors.Is(err, engine.ErrStorageFailed) {
 				log.Error("snapshot failed after it was renamed into place; the server stops", "err", err)
 				return

@@ -356,7 +356,7 @@ wait:
 			waitC = t.C
 		case <-waitC:
 			if op.cancel() {
-				s.noteGone(goneNote{ns: ns, key: req.LockID, lock: true})
+				s.noteGone(goneNote{ns: ns, key: req.LockID, do: op})
 				if err := durable(heldBy); err != nil {
 					return nil, err
 				}
@@ -366,7 +366,9 @@ wait:
 			break wait
 		case <-ctx.Done():
 			if op.cancel() {
-				s.noteGone(goneNote{ns: ns, key: req.LockID, lock: req.LockID != ""})
+				if req.LockID != "" {
+					s.noteGone(goneNote{ns: ns, key: req.LockID, do: op})
+				}
 				return nil, errorf(ErrCanceled, "request canceled by the caller")
 			}
 			r = <-op.reply
@@ -394,12 +396,19 @@ wait:
 	return r.resp, nil
 }
 
-// noteGone tells the loop about a canceled waiter without ever blocking;
-// if the loop is busy, compaction just happens later.
+// noteGone tells the loop about a canceled waiter without blocking the
+// caller; if the loop's queue is full, a goroutine delivers it later, so
+// the waiter counts are exact once every notice is in.
 func (s *shard) noteGone(n goneNote) {
 	select {
 	case s.cmds <- n:
 	default:
+		go func() {
+			select {
+			case s.cmds <- n:
+			case <-s.done:
+			}
+		}()
 	}
 }
 
@@ -432,7 +441,7 @@ func (e *Engine) Watch(ctx context.Context, ns, key string, version uint64, time
 	case r = <-op.reply:
 	case <-t.C:
 		if op.cancel() {
-			s.noteGone(goneNote{ns: ns, key: key})
+			s.noteGone(goneNote{ns: ns, key: key, watch: op})
 			resp, err := e.Do(ctx, ns, &Request{KVGet: []string{key}})
 			if err != nil {
 				return WatchResult{}, err
@@ -442,7 +451,7 @@ func (e *Engine) Watch(ctx context.Context, ns, key string, version uint64, time
 		r = <-op.reply
 	case <-ctx.Done():
 		if op.cancel() {
-			s.noteGone(goneNote{ns: ns, key: key})
+			s.noteGone(goneNote{ns: ns, key: key, watch: op})
 			return WatchResult{}, errorf(ErrCanceled, "watch canceled by the caller")
 		}
 		r = <-op.reply

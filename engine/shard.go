@@ -197,7 +197,6 @@ func (s *shard) settleLock(ns *namespace, key string, now int64) {
 			break
 		}
 		if !op.take() {
-			l.waiters.poppedCanceled()
 			continue // timed out or disconnected: never granted (I6)
 		}
 		s.execute(op, true)
@@ -282,15 +281,15 @@ func (s *shard) gone(n goneNote) {
 	if ns == nil {
 		return
 	}
-	if n.lock {
+	if n.do != nil {
 		if l := ns.locks[n.key]; l != nil {
-			l.waiters.noteCanceled()
+			l.waiters.noteCanceled(n.do)
 			ns.dropLockIfIdle(n.key, l)
 		}
 		return
 	}
 	if q := ns.watchers[n.key]; q != nil {
-		q.noteCanceled()
+		q.noteCanceled(n.watch)
 		if q.live() == 0 {
 			delete(ns.watchers, n.key)
 		}

@@ -84,7 +84,12 @@ const (
 )
 
 // claim is a compare-and-swap token: exactly one of take and cancel wins.
-type claim struct{ state atomic.Int32 }
+// queued and noted belong to the loop alone: whether the caller is in a
+// waitQueue now, and whether its cancel notice was counted there.
+type claim struct {
+	state         atomic.Int32
+	queued, noted bool
+}
 
 func (c *claim) take() bool   { return c.state.CompareAndSwap(stWaiting, stTaken) }
 func (c *claim) cancel() bool { return c.state.CompareAndSwap(stWaiting, stCanceled) }
@@ -92,20 +97,32 @@ func (c *claim) waiting() bool {
 	return c.state.Load() == stWaiting
 }
 
-type claimer interface{ waiting() bool }
+func (c *claim) loopState() *claim { return c }
+
+type claimer interface {
+	waiting() bool
+	loopState() *claim
+}
 
 // waitQueue is a FIFO of parked callers. Canceled entries are skipped when
 // popped and compacted away once they are the majority, so the heap stays
 // bounded by the live waiters.
+//
+// live() counts every entry whose cancel notice (noteCanceled) has not
+// arrived yet. A notice is counted only for an entry still in the queue,
+// so one that arrives after its entry was popped, compacted away or moved
+// changes nothing: the count is exact once the notices are in.
 type waitQueue[T claimer] struct {
 	items []T
 	head  int
-	dead  int           // canceled entries still in items (approximate)
+	dead  int           // entries in items whose cancel notice was counted
 	count *atomic.Int64 // the shard's gauge of live entries (Stats), or nil
 }
 
 func (q *waitQueue[T]) push(v T) {
 	before := q.live()
+	c := v.loopState()
+	c.queued, c.noted = true, false
 	q.items = append(q.items, v)
 	q.account(before)
 }
@@ -140,6 +157,11 @@ func (q *waitQueue[T]) pop() (T, bool) {
 	v := q.items[q.head]
 	q.items[q.head] = zero
 	q.head++
+	if c := v.loopState(); c.noted {
+		c.noted = false
+		q.dead--
+	}
+	v.loopState().queued = false
 	if q.head == len(q.items) {
 		q.items, q.head, q.dead = q.items[:0], 0, 0
 	} else if q.head > 1024 && q.head > len(q.items)/2 {
@@ -151,25 +173,25 @@ func (q *waitQueue[T]) pop() (T, bool) {
 	return v, true
 }
 
-// poppedCanceled accounts for a canceled entry that pop just returned.
-func (q *waitQueue[T]) poppedCanceled() {
-	if q.dead > 0 {
-		before := q.live()
-		q.dead--
-		q.account(before)
+// noteCanceled counts the cancel of v, if v is still in the queue, and
+// compacts when most entries are canceled.
+func (q *waitQueue[T]) noteCanceled(v T) {
+	c := v.loopState()
+	if !c.queued || c.noted {
+		return
 	}
-}
-
-// noteCanceled counts one canceled entry and compacts when most are dead.
-func (q *waitQueue[T]) noteCanceled() {
 	before := q.live()
 	defer q.account(before)
+	c.noted = true
 	q.dead++
 	if q.dead > 64 && q.dead > q.len()/2 {
 		kept := q.items[:0]
 		for _, v := range q.items[q.head:] {
 			if v.waiting() {
 				kept = append(kept, v)
+			} else {
+				c := v.loopState()
+				c.queued, c.noted = false, false
 			}
 		}
 		clear(q.items[len(kept):])
@@ -210,10 +232,12 @@ type watchReply struct {
 	ticket *wal.Ticket
 }
 
-// goneNote tells a loop that a parked caller canceled, for compaction.
+// goneNote tells a loop that a parked caller canceled: a lock waiter (do)
+// or a watch (watch), for the counts and compaction.
 type goneNote struct {
 	ns, key string
-	lock    bool
+	do      *doOp
+	watch   *watchOp
 }
 
 // lockHeap orders held locks by deadline, so one timer per shard fires

@@ -369,6 +369,14 @@ func newLogger(format, level string, w *os.File) (*slog.Logger, error) {
 	}
 	switch format {
 	case "json":
+		// slog writes a time.Duration as bare nanoseconds; "1.15ms" says
+		// its unit, and Go's time.ParseDuration reads it back.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,7 @@ type Client struct {
 	ns    string
 	hc    *http.Client
 	retry Retry
+	tls   *tls.Config // WithTLSConfig, applied to the default transport
 }
 
 // Option configures a Client.
@@ -63,6 +65,12 @@ func WithToken(token string) Option { return func(c *Client) { c.token = token }
 // shorter than the longest lock wait or watch you will ask for: use
 // contexts for deadlines instead.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithTLSConfig sets the TLS settings of the client's own transport, for
+// an https:// server whose certificate is signed by a private CA:
+// &tls.Config{RootCAs: pool}. It cannot be combined with WithHTTPClient
+// (set TLSClientConfig on that client's transport instead).
+func WithTLSConfig(cfg *tls.Config) Option { return func(c *Client) { c.tls = cfg } }
 
 // WithNamespace sets the namespace the convenience methods use.
 func WithNamespace(ns string) Option { return func(c *Client) { c.ns = ns } }
@@ -88,9 +96,16 @@ func New(addr string, opts ...Option) (*Client, error) {
 	// TIME_WAIT) a new connection.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
-	c := &Client{base: strings.TrimRight(addr, "/"), ns: DefaultNamespace, hc: &http.Client{Transport: tr}, retry: DefaultRetry}
+	own := &http.Client{Transport: tr}
+	c := &Client{base: strings.TrimRight(addr, "/"), ns: DefaultNamespace, hc: own, retry: DefaultRetry}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.tls != nil {
+		if c.hc != own {
+			return nil, errors.New("latch: WithTLSConfig and WithHTTPClient together: set TLSClientConfig on your own client's transport")
+		}
+		tr.TLSClientConfig = c.tls.Clone()
 	}
 	if c.retry.MaxAttempts < 1 {
 		c.retry.MaxAttempts = 1
@@ -357,6 +372,10 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, att
 // unavailable. Both leave the request unapplied or, for a write, covered
 // by its idempotency id.
 func retryable(err error) bool {
+	var badCert *tls.CertificateVerificationError
+	if errors.As(err, &badCert) {
+		return false // the same certificate fails the same way next time
+	}
 	if errors.Is(err, ErrNoReply) {
 		return true
 	}
@@ -416,7 +435,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: %s %s: %v", ErrNoReply, method, path, err)
+		return fmt.Errorf("%w: %s %s: %w", ErrNoReply, method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -424,7 +443,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: %s %s: reading the reply: %v", ErrNoReply, method, path, err)
+		return fmt.Errorf("%w: %s %s: reading the reply: %w", ErrNoReply, method, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		ae := &APIError{Status: resp.StatusCode}

@@ -3,9 +3,12 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -36,6 +39,42 @@ func TestNewRejectsBadAddress(t *testing.T) {
 	}
 	if _, err := client.New("127.0.0.1:1"); err != nil {
 		t.Fatalf("a bare host:port should get http://: %v", err)
+	}
+}
+
+// An https:// server with a certificate no system root signs: refused
+// without WithTLSConfig, served with its CA in RootCAs.
+func TestTLSConfig(t *testing.T) {
+	s := startServer(t)
+	ts := httptest.NewUnstartedServer(s.srv.Handler)
+	var conns atomic.Int64
+	ts.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	ctx := testCtx(t)
+	plain := newClient(t, ts.URL, client.WithNamespace("tls")) // default retries
+	var unknown *tls.CertificateVerificationError
+	if err := plain.Set(ctx, "k", 1); !errors.As(err, &unknown) || !errors.Is(err, client.ErrNoReply) {
+		t.Fatalf("Set over TLS without the CA: %v, want ErrNoReply wrapping a certificate verification error", err)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for one Set that failed certificate checks; it must not be retried", n)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ts.Certificate())
+	c := newClient(t, ts.URL, client.WithNamespace("tls"), client.WithTLSConfig(&tls.Config{RootCAs: pool}))
+	if err := c.Set(ctx, "k", 1); err != nil {
+		t.Fatalf("Set over TLS with the CA: %v", err)
+	}
+	if kv, err := c.Get(ctx, "k"); err != nil || string(kv.Value) != "1" {
+		t.Fatalf("Get over TLS: %+v %v", kv, err)
+	}
+	if _, err := client.New(ts.URL, client.WithTLSConfig(&tls.Config{}), client.WithHTTPClient(http.DefaultClient)); err == nil {
+		t.Fatal("New accepted WithTLSConfig together with WithHTTPClient")
 	}
 }
 

@@ -46,6 +46,9 @@ var (
 	// ErrNoReply: no complete HTTP reply arrived (connection refused,
 	// reset, timed out), after any retries. A write without an
 	// idempotency id, and a lock acquisition, may or may not have applied.
+	// The transport's error is wrapped too: errors.As finds a
+	// *net.OpError or a *tls.CertificateVerificationError (which is not
+	// retried) in it.
 	ErrNoReply = errors.New("latch: no reply from the server")
 )
 

@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -49,6 +51,9 @@ Every client verb takes:
                  host:port gets http://, so the LATCH_ADDR of latch serve works)
   --ns NAME      namespace (env LATCH_NAMESPACE; default "default")
   --token T      bearer token (env LATCH_TOKEN)
+  --ca-cert FILE PEM certificate(s) to trust for an https:// server, besides
+                 the system's roots, e.g. the server's own self-signed
+                 certificate (env LATCH_CA_CERT)
   -o text|json   output (default text, whether or not stdout is a terminal, so
                  scripts see what you see; use -o json for one JSON object per
                  result). latch watch always prints JSON lines.
@@ -67,6 +72,7 @@ Exit codes of the client verbs:
 // clientFlags are the settings every client verb shares.
 type clientFlags struct {
 	fs     *flag.FlagSet
+	caCert string
 	addr   string
 	ns     string
 	token  string
@@ -85,6 +91,7 @@ func newClientFlags(verb string) *clientFlags {
 	cf.fs.StringVar(&cf.addr, "addr", envOr("LATCH_ADDR", client.DefaultAddr), "server URL (env LATCH_ADDR)")
 	cf.fs.StringVar(&cf.ns, "ns", envOr("LATCH_NAMESPACE", client.DefaultNamespace), "namespace (env LATCH_NAMESPACE)")
 	cf.fs.StringVar(&cf.token, "token", os.Getenv("LATCH_TOKEN"), "bearer token (env LATCH_TOKEN)")
+	cf.fs.StringVar(&cf.caCert, "ca-cert", os.Getenv("LATCH_CA_CERT"), "PEM file of certificates to trust for https://, besides the system roots (env LATCH_CA_CERT)")
 	cf.fs.StringVar(&cf.output, "o", "text", "output: text or json")
 	cf.fs.Usage = func() {
 		fmt.Fprintf(cf.fs.Output(), "Usage: see latch help. Flags of latch %s:\n", verb)
@@ -132,7 +139,32 @@ func (cf *clientFlags) positional(args []string, want int) ([]string, error) {
 }
 
 func (cf *clientFlags) client() (*client.Client, error) {
-	return client.New(cf.addr, client.WithNamespace(cf.ns), client.WithToken(cf.token))
+	opts := []client.Option{client.WithNamespace(cf.ns), client.WithToken(cf.token)}
+	if cf.caCert != "" {
+		cfg, err := trustCA(cf.caCert)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, client.WithTLSConfig(cfg))
+	}
+	return client.New(cf.addr, opts...)
+}
+
+// trustCA is a TLS client configuration that trusts the system's roots
+// and the certificates in the PEM file path (--ca-cert).
+func trustCA(path string) (*tls.Config, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-cert: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", path)
+	}
+	return &tls.Config{RootCAs: pool}, nil
 }
 
 // usageError prints err for a bad command line and returns exit code 2

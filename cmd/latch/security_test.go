@@ -248,6 +248,40 @@ func TestServeTLS(t *testing.T) {
 	}
 }
 
+// TestCLIOverTLS: the client verbs and snapshot save reach an https://
+// server whose self-signed certificate they are given with --ca-cert or
+// LATCH_CA_CERT, and refuse it (without retrying) when they are not.
+func TestCLIOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := procCert(t, dir)
+	s := startServer(t, filepath.Join(dir, "data"), nil, "--tls-cert", certFile, "--tls-key", keyFile)
+	env := []string{"LATCH_ADDR=https://" + strings.TrimPrefix(s.URL, "http://"), "LATCH_NAMESPACE=tls"}
+	code, _, stderr := runLatch(t, env, "set", "k", "1")
+	if code != 1 || !strings.Contains(stderr, "certificate") {
+		t.Fatalf("set without the CA: exit %d, want 1 naming the certificate; stderr: %s", code, stderr)
+	}
+	mustLatch(t, append(env, "LATCH_CA_CERT="+certFile), 0, "set", "k", "1")
+	if out := mustLatch(t, env, 0, "get", "k", "--ca-cert", certFile); strings.TrimSpace(out) != "1" {
+		t.Fatalf("get over TLS: %q", out)
+	}
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{notPEM, filepath.Join(dir, "missing.pem")} {
+		if code, _, stderr := runLatch(t, env, "get", "k", "--ca-cert", bad); code != 2 || !strings.Contains(stderr, "--ca-cert") {
+			t.Fatalf("--ca-cert %s: exit %d, want 2 naming the flag; stderr: %s", bad, code, stderr)
+		}
+	}
+	snapFile := filepath.Join(dir, "tls.snap")
+	if code, _, stderr := runLatch(t, []string{"LATCH_CA_CERT=" + certFile}, "snapshot", "save", "--addr", env[0][len("LATCH_ADDR="):], "--out", snapFile); code != 0 {
+		t.Fatalf("snapshot save over TLS: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := runLatch(t, nil, "snapshot", "save", "--addr", env[0][len("LATCH_ADDR="):], "--out", snapFile+"2"); code == 0 || !strings.Contains(stderr, "certificate") {
+		t.Fatalf("snapshot save over TLS without the CA: exit %d: %s", code, stderr)
+	}
+}
+
 // TestServeLimitFlags: the new limit flags reach the server.
 func TestServeLimitFlags(t *testing.T) {
 	s := startServer(t, t.TempDir(), []string{"LATCH_MAX_VALUE_BYTES=8"},

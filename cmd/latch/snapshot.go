@@ -19,8 +19,9 @@ import (
 )
 
 const snapshotUsage = `Usage:
-  latch snapshot save --addr URL --out FILE [--token T]
+  latch snapshot save --addr URL --out FILE [--token T] [--ca-cert PEM]
                                                    consistent snapshot of a running server
+                                                   (env LATCH_TOKEN, LATCH_CA_CERT)
   latch snapshot save --data-dir DIR --out FILE    ... or of a stopped server's data directory
   latch snapshot restore --in FILE --data-dir DIR [--force]
                                                    build a data directory the server boots from
@@ -137,6 +138,7 @@ func snapshotSave(args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory of a stopped server")
 	out := fs.String("out", "", "snapshot file to write")
 	token := fs.String("token", "", "bearer token for --addr: the admin token of a server with --auth-file")
+	caCert := fs.String("ca-cert", "", "PEM file of certificates to trust for an https:// --addr, besides the system roots")
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
 	}
@@ -150,7 +152,7 @@ func snapshotSave(args []string) error {
 	defer os.Remove(tmp.Name()) // no-op once renamed
 	p := startProgress("save")
 	if *addr != "" {
-		err = saveFromServer(*addr, *token, progressWriter{tmp, p})
+		err = saveFromServer(*addr, *token, *caCert, progressWriter{tmp, p})
 	} else {
 		err = saveFromDir(*dataDir, progressWriter{tmp, p})
 	}
@@ -173,7 +175,17 @@ func snapshotSave(args []string) error {
 	return nil
 }
 
-func saveFromServer(addr, token string, w io.Writer) error {
+func saveFromServer(addr, token, caCert string, w io.Writer) error {
+	hc := http.DefaultClient
+	if caCert != "" {
+		cfg, err := trustCA(caCert)
+		if err != nil {
+			return err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = cfg
+		hc = &http.Client{Transport: tr}
+	}
 	url := strings.TrimRight(addr, "/") + "/admin/snapshot"
 	if !strings.Contains(addr, "://") {
 		url = "http://" + url
@@ -185,7 +197,7 @@ func saveFromServer(addr, token string, w io.Writer) error {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

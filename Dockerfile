@@ -4,6 +4,8 @@
 #   docker run -p 7070:7070 -v latch-data:/var/lib/latch \
 #     -v $PWD/auth:/etc/latch/auth:ro latch --auth-file /etc/latch/auth
 #
+# The auth file must be readable by uid 65532: chown 65532 and chmod 600 it,
+# or store every token as sha256:<hex> and chmod 644 (docs/SECURITY.md).
 # The server listens on 0.0.0.0:7070 inside the container, so it refuses to
 # start without an --auth-file (docs/SECURITY.md), as it does on any
 # non-loopback address; pass -e LATCH_INSECURE_NO_AUTH=1 only when the port

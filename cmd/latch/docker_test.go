@@ -100,11 +100,6 @@ func TestDockerfileBinary(t *testing.T) {
 	run := func(extra ...string) (*exec.Cmd, *bytes.Buffer) {
 		c := exec.Command(bin, append([]string{"serve"}, extra...)...)
 		var env []string
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "LATCH_") {
-				env = append(env, kv)
-			}
-		}
 		for _, kv := range imageEnv {
 			if strings.HasPrefix(kv, "LATCH_DATA_DIR=") {
 				kv = "LATCH_DATA_DIR=" + data
@@ -115,7 +110,7 @@ func TestDockerfileBinary(t *testing.T) {
 			}
 			env = append(env, kv)
 		}
-		c.Env = env
+		c.Env = childEnv(env...)
 		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 		var stderr bytes.Buffer
 		c.Stderr = &stderr

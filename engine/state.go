@@ -99,18 +99,16 @@ func (c *claim) waiting() bool {
 
 func (c *claim) loopState() *claim { return c }
 
-type claimer interface {
-	waiting() bool
-	loopState() *claim
-}
+// claimer is what a waitQueue holds: a parked caller with its claim.
+type claimer interface{ loopState() *claim }
 
 // waitQueue is a FIFO of parked callers. Canceled entries are skipped when
 // popped and compacted away once they are the majority, so the heap stays
 // bounded by the live waiters.
 //
-// live() counts every entry whose cancel notice (noteCanceled) has not
-// arrived yet. A notice is counted only for an entry still in the queue,
-// so one that arrives after its entry was popped, compacted away or moved
+// live() counts every entry but those whose cancel notice (noteCanceled)
+// was counted. A notice counts only for an entry still in the queue, so
+// one that arrives after its entry was popped, compacted away or moved
 // changes nothing: the count is exact once the notices are in.
 type waitQueue[T claimer] struct {
 	items []T
@@ -157,11 +155,11 @@ func (q *waitQueue[T]) pop() (T, bool) {
 	v := q.items[q.head]
 	q.items[q.head] = zero
 	q.head++
-	if c := v.loopState(); c.noted {
-		c.noted = false
+	c := v.loopState()
+	if c.noted {
 		q.dead--
 	}
-	v.loopState().queued = false
+	c.queued, c.noted = false, false
 	if q.head == len(q.items) {
 		q.items, q.head, q.dead = q.items[:0], 0, 0
 	} else if q.head > 1024 && q.head > len(q.items)/2 {
@@ -187,7 +185,7 @@ func (q *waitQueue[T]) noteCanceled(v T) {
 	if q.dead > 64 && q.dead > q.len()/2 {
 		kept := q.items[:0]
 		for _, v := range q.items[q.head:] {
-			if v.waiting() {
+			if v.loopState().waiting() {
 				kept = append(kept, v)
 			} else {
 				c := v.loopState()

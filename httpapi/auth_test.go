@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -472,8 +473,17 @@ func FuzzParseAuth(f *testing.F) {
 				return // quoted as another field, not as the token
 			}
 		}
+		// Another field quoted in the message may spell the token by
+		// accident ("\x00" before "123..." reads "00123..."): look for
+		// it only outside the other fields' quoted forms.
+		rest := msg
+		for j, other := range fields {
+			if j != i {
+				rest = strings.ReplaceAll(rest, strconv.Quote(other), "")
+			}
+		}
 		// Short or hashed "tokens" can match the message's own words.
-		if len(tok) >= httpapi.MinTokenBytes && !strings.HasPrefix(tok, "sha256:") && strings.Contains(msg, tok) {
+		if len(tok) >= httpapi.MinTokenBytes && !strings.HasPrefix(tok, "sha256:") && strings.Contains(rest, tok) {
 			t.Fatalf("%q: the error quotes the token %q: %s", text, tok, msg)
 		}
 	})

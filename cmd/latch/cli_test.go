@@ -366,22 +366,24 @@ func TestCLILocks(t *testing.T) {
 	}
 }
 
-// shellWords splits a command line of the README: words separated by
-// spaces, single quotes taken literally, a "  #" starting a comment.
+// shellWords splits a command line of the README or the Dockerfile: words
+// separated by spaces, single- or double-quoted text taken literally (no
+// escapes or expansions), a "  #" starting a comment.
 func shellWords(t *testing.T, line string) []string {
 	t.Helper()
 	var words []string
 	var cur strings.Builder
-	inWord, quoted := false, false
+	inWord := false
+	var quote byte // the open quote, or 0
 	for i := 0; i < len(line); i++ {
 		ch := line[i]
 		switch {
-		case quoted && ch == '\'':
-			quoted = false
-		case quoted:
+		case quote != 0 && ch == quote:
+			quote = 0
+		case quote != 0:
 			cur.WriteByte(ch)
-		case ch == '\'':
-			quoted, inWord = true, true
+		case ch == '\'' || ch == '"':
+			quote, inWord = ch, true
 		case ch == '#' && !inWord:
 			i = len(line)
 		case ch == ' ':
@@ -395,7 +397,7 @@ func shellWords(t *testing.T, line string) []string {
 			inWord = true
 		}
 	}
-	if quoted {
+	if quote != 0 {
 		t.Fatalf("unterminated quote in %q", line)
 	}
 	if inWord {

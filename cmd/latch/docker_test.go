@@ -45,7 +45,7 @@ func TestDockerfileBinary(t *testing.T) {
 
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "latch")
-	args := append([]string{"build"}, splitQuoted(t, strings.ReplaceAll(build, "${VERSION}", "dockerfile-test"))...)
+	args := append([]string{"build"}, shellWords(t, strings.ReplaceAll(build, "${VERSION}", "dockerfile-test"))...)
 	cmd := exec.Command("go", append(args, "-o", bin, "./cmd/latch")...)
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -150,28 +150,4 @@ func TestDockerfileBinary(t *testing.T) {
 	if err := syscall.Stat(filepath.Join(data, "wal"), &st); err != nil || int(st.Uid) != uid {
 		t.Fatalf("data written as uid %d (%v), want the image's user %d", st.Uid, err, uid)
 	}
-}
-
-// splitQuoted splits a shell word list with "double-quoted" words.
-func splitQuoted(t *testing.T, s string) []string {
-	t.Helper()
-	var words []string
-	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
-		if s[0] == '"' {
-			end := strings.IndexByte(s[1:], '"')
-			if end < 0 {
-				t.Fatalf("unbalanced quote in %q", s)
-			}
-			words = append(words, s[1:end+1])
-			s = s[end+2:]
-			continue
-		}
-		end := strings.IndexAny(s, " \t")
-		if end < 0 {
-			end = len(s)
-		}
-		words = append(words, s[:end])
-		s = s[end:]
-	}
-	return words
 }

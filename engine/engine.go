@@ -123,6 +123,7 @@ type RecoveryInfo struct {
 	Records           uint64        // log records replayed after the snapshot
 	Namespaces        int           // namespaces restored
 	HeldLocks         int           // locks still held after recovery
+	HandleFloor       uint64        // the data directory's handle floor, 0 if none
 	Repair            *wal.Repair   // torn tail cut off, or nil
 	Took              time.Duration // time spent in Open
 }
@@ -208,6 +209,16 @@ func Open(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("engine: the log in %s starts at record %d but the newest usable snapshot covers only up to record %d: "+
 			"records in between are missing (restore a snapshot, see docs/OPERATIONS.md)", filepath.Join(cfg.Dir, "wal"), first, cut)
 	}
+	// The floor goes in after replay, so it only ever raises the counter
+	// the snapshot and the log restored (see fence.go).
+	floor, err := ReadHandleFloor(cfg.Dir)
+	if err != nil {
+		e.log.Close()
+		lf.Close()
+		return nil, err
+	}
+	e.observeHandle(floor)
+	info.HandleFloor = floor
 	e.lastSnapCut.Store(cut)
 	now := nowMs()
 	info.Repair = e.log.Repaired()

@@ -210,6 +210,9 @@ func serve(args []string) int {
 	}
 	rec := eng.Recovered()
 	attrs := []any{"dir", *dataDir, "snapshot", rec.Snapshot, "snapshot_cut", rec.SnapshotCut, "records_replayed", rec.Records, "namespaces", rec.Namespaces, "held_locks", rec.HeldLocks, "last_handle", eng.LastHandle(), "took", rec.Took}
+	if rec.HandleFloor > 0 {
+		attrs = append(attrs, "handle_floor", rec.HandleFloor)
+	}
 	if rec.Repair != nil {
 		attrs = append(attrs, "repaired_segment", rec.Repair.Segment, "cut_at_offset", rec.Repair.Offset, "lost_unacknowledged_bytes", rec.Repair.LostBytes, "damaged_copy", rec.Repair.KeptAs)
 	}

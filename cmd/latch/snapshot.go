@@ -230,6 +230,7 @@ func snapshotRestore(args []string) error {
 	in := fs.String("in", "", "snapshot file to restore")
 	dataDir := fs.String("data-dir", "", "data directory to build")
 	force := fs.Bool("force", false, "replace the data in a non-empty directory")
+	handleFloor := fs.Uint64("handle-floor", 0, "issue handles above this number (default: derived from the clock, see docs/OPERATIONS.md)")
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
 	}
@@ -241,6 +242,10 @@ func snapshotRestore(args []string) error {
 	p.end()
 	if err != nil {
 		return fmt.Errorf("refusing to restore: %w", err)
+	}
+	floor, err := restoreFloor(hdr, time.Now(), *handleFloor)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
 		return err
@@ -288,12 +293,37 @@ func snapshotRestore(args []string) error {
 		tmp.Close()
 		return err
 	}
+	// The floor goes down before the snapshot is published: a directory
+	// that holds the snapshot always holds its floor too.
+	if floor, err = engine.RaiseHandleFloor(*dataDir, floor); err != nil {
+		return err
+	}
 	final := filepath.Join(snapDir, fmt.Sprintf("snap-%020d", hdr.Cut))
 	if err := publishFile(tmp, final); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "restored %s into %s: the server will start from log record %d with handles above %d\n", *in, *dataDir, hdr.Cut+1, hdr.LastHandle)
+	fmt.Fprintf(os.Stderr, "restored %s into %s: the server will start from log record %d with handles above %d\n", *in, *dataDir, hdr.Cut+1, floor)
 	return nil
+}
+
+// restoreFloor is the handle floor a restore writes: above every handle the
+// backup's server could have issued since the backup, which the clock
+// bounds (engine.TimeFloor), and never below the backup's own last handle.
+// A clock behind the backup's creation cannot bound anything: refuse,
+// unless the operator gives the floor.
+func restoreFloor(hdr snapshot.Header, now time.Time, given uint64) (uint64, error) {
+	if given > 0 {
+		if given < hdr.LastHandle {
+			return 0, fmt.Errorf("--handle-floor %d is below the backup's last handle %d; give a floor above every handle the old server issued", given, hdr.LastHandle)
+		}
+		return given, nil
+	}
+	created := time.UnixMilli(hdr.CreatedMs)
+	if now.Before(created) {
+		return 0, fmt.Errorf("refusing to restore: this machine's clock (%s) is behind the backup's creation time (%s), so it cannot bound the handles issued since; "+
+			"fix the clock, or pass --handle-floor N with N above every lock handle the old server issued", now.UTC().Format(time.RFC3339), created.UTC().Format(time.RFC3339))
+	}
+	return max(hdr.LastHandle, engine.TimeFloor(now)), nil
 }
 
 // inspectReport is what inspect prints; -o json prints it as is.

@@ -310,6 +310,39 @@ func TestConnectionLimit(t *testing.T) {
 	}
 }
 
+// TestConnectionLimitRefusalSlots: connections over --max-connections that
+// send nothing hold a file descriptor until the header timeout; only
+// RefusalSlots of them are held, and one beyond is closed as soon as it is
+// accepted, so silent connections cannot take every fd of the process.
+func TestConnectionLimitRefusalSlots(t *testing.T) {
+	hc := httpapi.DefaultHTTPConfig()
+	hc.MaxConnections = 1
+	hc.ReadHeaderTimeout = 2 * hangGuard // so only the limit can close a silent connection
+	ts, srv := newSecServer(t, engine.Config{}, httpapi.DefaultLimits(), hc, nil)
+	c1 := dialRaw(t, ts)
+	ok(t, c1.roundTrip(t, "/db/s", `{}`))
+	silent := make([]*rawConn, httpapi.RefusalSlots)
+	for i := range silent {
+		silent[i] = dialRaw(t, ts)
+	}
+	// The server accepts in order: once these are counted, the next
+	// connection is one too many.
+	waitUntil(t, "the silent connections counted", func() bool { return srv.Connections() == 1+httpapi.RefusalSlots })
+	beyond := dialRaw(t, ts)
+	if !beyond.closedByServer() {
+		t.Fatal("a connection beyond the refusal slots was left open")
+	}
+	if n := srv.Connections(); n != 1+httpapi.RefusalSlots {
+		t.Fatalf("%d connections counted, want %d", n, 1+httpapi.RefusalSlots)
+	}
+	// A held one is still answered 503 when its request comes.
+	wantErr(t, silent[0].roundTrip(t, "/db/s", `{}`), http.StatusServiceUnavailable, httpapi.CodeTooManyConnections)
+	if !silent[0].closedByServer() {
+		t.Fatal("the answered over-limit connection was left open")
+	}
+	ok(t, c1.roundTrip(t, "/db/s", `{}`))
+}
+
 // TestSlowHeaders: a client dribbling its headers (slowloris) is cut off
 // at --read-header-timeout, long before it would finish.
 func TestSlowHeaders(t *testing.T) {

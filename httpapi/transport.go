@@ -33,8 +33,11 @@ type HTTPConfig struct {
 	// replies 431. --max-header-bytes.
 	MaxHeaderBytes int
 	// MaxConnections bounds open connections; a connection over it gets one
-	// 503 too_many_connections reply and is closed. 0: no bound.
-	// --max-connections.
+	// 503 too_many_connections reply and is closed. At most RefusalSlots
+	// such connections are held at once; one beyond them is closed as soon
+	// as it is accepted, so the process never holds more than
+	// MaxConnections+RefusalSlots sockets. 0: no bound (latch serve always
+	// sets one, from the open-file limit). --max-connections.
 	MaxConnections int
 	// TLSCertFile and TLSKeyFile, both or neither, serve HTTPS with
 	// crypto/tls defaults. --tls-cert, --tls-key.
@@ -65,6 +68,13 @@ type HTTPServer struct {
 }
 
 type overLimitKey struct{}
+
+// RefusalSlots is how many connections over MaxConnections are held at
+// once to be answered 503 too_many_connections. Each holds a file
+// descriptor until its request arrives or the header timeout passes, so
+// without a bound a crowd of silent connections over the limit could take
+// every fd of the process, and the log could not open its next segment.
+const RefusalSlots = 64
 
 // NewHTTPServer builds the server for h. With TLS files it loads them now,
 // so a bad certificate is an error at start, not at the first handshake.
@@ -119,6 +129,9 @@ func (s *HTTPServer) ReloadTLS() error {
 
 // Serve serves on ln, over TLS when configured.
 func (s *HTTPServer) Serve(ln net.Listener) error {
+	if s.cfg.MaxConnections > 0 {
+		ln = &boundedListener{Listener: ln, s: s, max: int64(s.cfg.MaxConnections) + RefusalSlots}
+	}
 	if s.TLS() {
 		return s.Server.ServeTLS(ln, "", "") // the certificate comes from TLSConfig
 	}
@@ -127,6 +140,28 @@ func (s *HTTPServer) Serve(ln net.Listener) error {
 
 // Connections reports the connections open now, over-limit ones included.
 func (s *HTTPServer) Connections() int { return int(s.open.Load()) }
+
+// boundedListener closes a connection at once, without a reply, when
+// MaxConnections plus RefusalSlots are already open. http.Server accepts
+// in one goroutine and counts the connection (connContext) before it
+// accepts the next, so the count it reads is never behind.
+type boundedListener struct {
+	net.Listener
+	s   *HTTPServer
+	max int64
+}
+
+func (l *boundedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || l.s.open.Load() < l.max {
+			// An error, EMFILE included, goes to http.Server, which
+			// retries with a growing pause instead of spinning.
+			return c, err
+		}
+		c.Close()
+	}
+}
 
 func (s *HTTPServer) connContext(ctx context.Context, c net.Conn) context.Context {
 	s.conns.Store(c, struct{}{})

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,8 +84,17 @@ type proc struct {
 // startProc runs the latch binary with args and extra environment.
 func startProc(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
+	return startProcVia(t, name, env, nil, args...)
+}
+
+// startProcVia runs the latch binary through wrap, a command that ends by
+// exec-ing its arguments (prlimit, for one), so that the process signalled
+// and waited for is latch itself.
+func startProcVia(t *testing.T, name string, env, wrap []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, notify: make(chan struct{}), exited: make(chan struct{})}
-	p.cmd = exec.Command(latchBin, args...)
+	argv := append(append(slices.Clone(wrap), latchBin), args...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = childEnv(env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -231,8 +241,14 @@ var listenRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // args...` and waits for its listening line.
 func startServer(t *testing.T, dir string, env []string, args ...string) *server {
 	t.Helper()
+	return startServerVia(t, dir, env, nil, args...)
+}
+
+// startServerVia is startServer run through wrap (see startProcVia).
+func startServerVia(t *testing.T, dir string, env, wrap []string, args ...string) *server {
+	t.Helper()
 	argv := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir, "--shards", "2"}, args...)
-	p := startProc(t, "latch serve "+filepath.Base(dir), env, argv...)
+	p := startProcVia(t, "latch serve "+filepath.Base(dir), env, wrap, argv...)
 	line, ok := p.waitLine("msg=listening", 1, hangGuard)
 	if !ok {
 		p.Kill()

@@ -60,7 +60,8 @@ func serve(args []string) int {
 	fs.IntVar(&lim.MaxNamespaceBytes, "max-namespace-bytes", lim.MaxNamespaceBytes, "longest namespace ({env} of the URL)")
 	maxWatchersPerKey := fs.Int("max-watchers-per-key", engine.DefaultMaxWatchersPerKey, "watches parked on one key")
 	maxWatchers := fs.Int("max-watchers", engine.DefaultMaxWatchers, "watches in flight in the whole server")
-	fs.IntVar(&hc.MaxConnections, "max-connections", hc.MaxConnections, "open connections; one over it gets 503 too_many_connections and is closed (0: no limit)")
+	var maxConns connLimit // auto
+	fs.Var(&maxConns, "max-connections", fmt.Sprintf("open connections, a `number` or auto; one over it gets 503 too_many_connections and is closed. auto (the default, or 0): as many as the open-file limit (ulimit -n) allows after %d fds kept for the log, snapshots and admin; a number above that is lowered to it, with a warning", fdReserve))
 	fs.DurationVar(&hc.ReadHeaderTimeout, "read-header-timeout", hc.ReadHeaderTimeout, "time a client has to send its request headers")
 	fs.DurationVar(&hc.BodyReadTimeout, "body-read-timeout", hc.BodyReadTimeout, "time a client has to send a request body, after its headers")
 	fs.DurationVar(&hc.IdleTimeout, "idle-timeout", hc.IdleTimeout, "close a keep-alive connection idle this long")
@@ -86,6 +87,16 @@ func serve(args []string) int {
 	}
 	slog.SetDefault(log)      // httpapi logs admin actions through the default logger
 	httpapi.Version = version // reported by GET /admin/stats
+	fdSoft, fdHard, err := raiseFDLimit(log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "latch serve: reading the open-file limit:", err)
+		return 1
+	}
+	if hc.MaxConnections, err = sizeConnections(maxConns, fdSoft, log); err != nil {
+		fmt.Fprintln(os.Stderr, "latch serve:", err)
+		return 2
+	}
+	log.Info("open-file limit", "fd_limit", fdSoft, "fd_hard_limit", fdHard, "fd_reserve", fdReserve, "max_connections", hc.MaxConnections)
 	// Auth and TLS are checked before the log is replayed, so a mistake
 	// there fails at once.
 	if *authFile != "" {
@@ -240,7 +251,7 @@ func serve(args []string) int {
 	health.Serve(api)
 	// The address line is parsed by tests and scripts: keep its shape. It
 	// means the API is ready (the socket was bound before recovery).
-	log.Info("listening", "addr", ln.Addr().String(), "shards", *shards, "tls", srv.TLS(), "auth", hc.Auth != nil)
+	log.Info("listening", "addr", ln.Addr().String(), "shards", *shards, "tls", srv.TLS(), "auth", hc.Auth != nil, "max_connections", hc.MaxConnections)
 	select {
 	case sig := <-sigs:
 		health.Drain() // before the line: tests read /readyz once they see it
@@ -394,6 +405,7 @@ func serveDebug(addr string) (*http.Server, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	ln = &capListener{Listener: ln, max: fdsDebugConns}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", httppprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)

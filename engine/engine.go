@@ -255,6 +255,7 @@ func (e *Engine) replayRecord(payload []byte) error {
 	}
 	s := e.shardFor(ns)
 	s.applyEffects(s.namespace(ns), effs)
+	s.sweep() // replay frees what the live loop freed
 	return nil
 }
 

@@ -55,6 +55,20 @@ func newNamespace(name string) *namespace {
 	}
 }
 
+// hasDurableState tells a namespace a snapshot must keep: anything the log
+// wrote into it. A KV revision counts even with every key deleted, so a
+// re-created namespace never hands out a version a client saw before.
+func (ns *namespace) hasDurableState() bool {
+	return ns.rev != 0 || ns.kv.Len() > 0 || ns.counters.Len() > 0 || ns.seqs.Len() > 0 ||
+		ns.held.Len() > 0 || ns.idem.Len() > 0
+}
+
+// hasState tells a namespace the shard must keep: durable state, or parked
+// callers (lock states and watchers). One without is freed (shard.sweep).
+func (ns *namespace) hasState() bool {
+	return ns.hasDurableState() || len(ns.locks) > 0 || len(ns.watchers) > 0
+}
+
 func (ns *namespace) lock(key string) *lockState {
 	l := ns.locks[key]
 	if l == nil {

@@ -58,6 +58,7 @@ func (s *shard) namespace(name string) *namespace {
 	if ns == nil {
 		ns = newNamespace(name)
 		ns.stats = &s.stats
+		ns.parked = &s.e.lockWaiters
 		s.nss[name] = ns
 	}
 	s.mark(ns)
@@ -178,6 +179,8 @@ func (s *shard) execute(op *doOp, claimed bool) {
 			err = errorf(ErrShuttingDown, "the server is shutting down; retry against the restarted server")
 		case l.waiters.live() >= s.e.cfg.MaxWaitersPerLock:
 			err = errorf(ErrTooManyWaiters, "lock %q already has %d waiters (the limit, --max-waiters-per-lock)", req.LockID, s.e.cfg.MaxWaitersPerLock)
+		case !s.e.reserveWaiter():
+			err = errorf(ErrTooManyWaiters, "the server already has %d lock waiters parked (the limit, --max-lock-waiters); retry later", s.e.cfg.MaxLockWaiters)
 		default:
 			l.waiters.push(op)
 			if op.parked != nil {

@@ -154,13 +154,6 @@ func (s *shard) namespacesOf(name string) []*namespace {
 	return out
 }
 
-// hasState tells a namespace worth listing from one that only a read or a
-// finished wait ever touched (the loop creates namespaces on first use).
-func (ns *namespace) hasState() bool {
-	return ns.rev != 0 || ns.kv.Len() > 0 || ns.counters.Len() > 0 || ns.seqs.Len() > 0 ||
-		len(ns.locks) > 0 || len(ns.watchers) > 0 || ns.idem.Len() > 0
-}
-
 // Namespaces lists every namespace that has any state, sorted by name.
 func (e *Engine) Namespaces(ctx context.Context) ([]NamespaceInfo, error) {
 	out, err := eachShard(ctx, e, "", func(s *shard) []NamespaceInfo {

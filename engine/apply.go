@@ -192,7 +192,11 @@ func (s *shard) applyEffects(ns *namespace, effs []effect) {
 			ns.kv.Delete(e.key)
 			ns.rev = max(ns.rev, e.num)
 		case effCounter:
-			ns.counters.Set(e.key, e.signed)
+			if e.signed == 0 {
+				ns.counters.Delete(e.key) // reads as 0 all the same; kept, it would pin the namespace
+			} else {
+				ns.counters.Set(e.key, e.signed)
+			}
 		case effSeq:
 			ns.seqs.Set(e.key, e.num)
 		case effGrant:
@@ -208,6 +212,7 @@ func (s *shard) applyEffects(ns *namespace, effs []effect) {
 				l.handle, l.deadlineMs = 0, 0
 				ns.held.Delete(e.key)
 				s.deadlines.untrack(l)
+				ns.dropLockIfIdle(e.key, l)
 			}
 		case effIdem:
 			ns.idem.Set(e.key, e.signed)

@@ -40,6 +40,36 @@
 // the loop (to grant) or the caller (to give up), never both, so a waiter
 // that timed out or disconnected is never granted (I6).
 //
+// # Namespaces live while they hold something
+//
+// A namespace is created only to store something in it: a request's
+// effects, a parked lock waiter, a parked watch. Reads, watches answered at
+// once and refused requests look a missing namespace up as empty and
+// create nothing, so they leave no state in memory, in the log or in
+// snapshots. After each input the loop frees every namespace that input
+// left empty: no keys, no counter other than 0 (a counter at 0 is not
+// stored; it reads as 0 either way), no sequences, no lock holders or
+// waiters, no watches, no idempotency ids (they leave when they expire,
+// pruned by the loop). Replay frees the same namespaces at the same
+// records, and Open drops empty rows that older snapshots hold.
+//
+// A namespace whose KV revision is above 0 is never freed, even with every
+// key deleted: a fresh namespace would count versions from 1 again, and a
+// client holding a version from before could see it reused for another
+// value and miss the change (a watch waits while the version equals the
+// one sent). Keeping the revision costs one small namespace per namespace
+// that was ever written, which its writes already paid for in the log;
+// only reads were free to create state, and they no longer do.
+//
+// # Limits on parked callers
+//
+// Lock waiters are bounded per lock (MaxWaitersPerLock) and in the whole
+// engine (MaxLockWaiters); watches per key (MaxWatchersPerKey) and in the
+// whole engine (MaxWatchers). The engine-wide waiter count is reserved by
+// the loop before a waiter parks and given back by the lock's queue when
+// the waiter leaves it (granted, timed out, canceled, drained), so it is
+// the sum of the queues' live counts, exact once cancel notices are in.
+//
 // # Order of ops inside one request
 //
 //  1. IdempotencyIDs: any id seen within the retention window fails the

@@ -21,6 +21,7 @@ import (
 const (
 	DefaultIdempotencyTTL       = 24 * time.Hour
 	DefaultMaxWaitersPerLock    = 100_000
+	DefaultMaxLockWaiters       = 100_000
 	DefaultSnapshotEveryRecords = 500_000
 	DefaultSnapshotEvery        = 15 * time.Minute
 	DefaultSnapshotKeep         = 2
@@ -38,6 +39,11 @@ type Config struct {
 	IdempotencyTTL time.Duration
 	// MaxWaitersPerLock bounds the queue of one lock (default 100,000).
 	MaxWaitersPerLock int
+	// MaxLockWaiters bounds the lock waiters parked in the whole engine
+	// (default 100,000): each holds a caller, and over HTTP/2 many share
+	// one connection, so the per-lock bound alone lets a few connections
+	// park waiters on any number of locks.
+	MaxLockWaiters int
 	// SegmentSize is the WAL segment target size (default 20 MiB).
 	SegmentSize int
 	// OnFatal is called once if storage fails; the engine then acknowledges
@@ -105,7 +111,8 @@ type Engine struct {
 	snapStop    chan struct{}
 	snapDone    chan struct{}
 
-	watchers atomic.Int64 // Watch calls in flight, bounded by cfg.MaxWatchers
+	watchers    atomic.Int64 // Watch calls in flight, bounded by cfg.MaxWatchers
+	lockWaiters atomic.Int64 // lock waiters parked, bounded by cfg.MaxLockWaiters
 	// For Stats: the last successful snapshot (unix ns of its cut, 0 =
 	// none), how long it took, and counts of snapshots taken and failed.
 	lastSnapUnixNs  atomic.Int64
@@ -142,6 +149,9 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxWaitersPerLock <= 0 {
 		cfg.MaxWaitersPerLock = DefaultMaxWaitersPerLock
+	}
+	if cfg.MaxLockWaiters <= 0 {
+		cfg.MaxLockWaiters = DefaultMaxLockWaiters
 	}
 	if cfg.SnapshotEveryRecords == 0 {
 		cfg.SnapshotEveryRecords = DefaultSnapshotEveryRecords
@@ -266,6 +276,7 @@ func (e *Engine) replayRecord(payload []byte) error {
 	}
 	s := e.shardFor(ns)
 	s.applyEffects(s.namespace(ns), effs)
+	s.sweep() // replay frees what the live loop freed
 	return nil
 }
 
@@ -553,4 +564,19 @@ func (e *Engine) KeyWatchers(ns, key string) int {
 		}
 		return 0
 	})
+}
+
+// LockWaitersParked reports how many lock waiters are parked in the whole
+// engine; MaxLockWaiters bounds it. Like Stats.Waiters, a waiter that gave
+// up counts until its loop hears of it.
+func (e *Engine) LockWaitersParked() int { return int(e.lockWaiters.Load()) }
+
+// reserveWaiter takes one of the MaxLockWaiters slots for a waiter about to
+// park; its queue gives the slot back when the waiter leaves.
+func (e *Engine) reserveWaiter() bool {
+	if e.lockWaiters.Add(1) > int64(e.cfg.MaxLockWaiters) {
+		e.lockWaiters.Add(-1)
+		return false
+	}
+	return true
 }

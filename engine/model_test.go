@@ -74,6 +74,9 @@ func (m *model) apply(ns string, r *Request) (*Response, error) {
 		}
 		if a.Add != nil || a.Set != nil {
 			ctr[a.Key] = cur
+			if cur == 0 {
+				delete(ctr, a.Key) // the engine stores no counter at 0
+			}
 		}
 		resp.Atomic = append(resp.Atomic, AtomicResult{Key: a.Key, Value: cur})
 	}

@@ -17,7 +17,9 @@ type shard struct {
 	done chan struct{}
 
 	nss        map[string]*namespace
-	lastTicket *wal.Ticket // covers every state change this shard made
+	blank      namespace    // stands in for a namespace that does not exist; never written
+	dirty      []*namespace // namespaces changed by the current input, for sweep
+	lastTicket *wal.Ticket  // covers every state change this shard made
 	deadlines  lockHeap
 	timer      *time.Timer
 	timerAtMs  int64    // deadline the timer is armed for; 0 = not armed
@@ -49,14 +51,49 @@ func newShard(e *Engine, id int) *shard {
 
 func nowMs() int64 { return time.Now().UnixMilli() }
 
+// namespace returns the namespace name, creating it. Only paths about to
+// store something in it call this; reads see s.view.
 func (s *shard) namespace(name string) *namespace {
 	ns := s.nss[name]
 	if ns == nil {
 		ns = newNamespace(name)
 		ns.stats = &s.stats
+		ns.parked = &s.e.lockWaiters
 		s.nss[name] = ns
 	}
+	s.mark(ns)
 	return ns
+}
+
+// view is namespace name for reading: a missing one reads as empty,
+// without being created.
+func (s *shard) view(name string) *namespace {
+	if ns := s.nss[name]; ns != nil {
+		return ns
+	}
+	return &s.blank
+}
+
+// mark notes that ns may have become empty; sweep looks at it after the
+// current input.
+func (s *shard) mark(ns *namespace) {
+	if ns != &s.blank {
+		s.dirty = append(s.dirty, ns)
+	}
+}
+
+// sweep frees the marked namespaces that hold nothing, so reads, refused
+// requests and finished waits leave no lasting state, and a namespace
+// whose state was all undone is freed. It runs between inputs, never
+// while a handler still holds a namespace.
+func (s *shard) sweep() {
+	for _, ns := range s.dirty {
+		if s.nss[ns.name] == ns && !ns.hasState() {
+			delete(s.nss, ns.name)
+		}
+	}
+	clear(s.dirty)
+	s.dirty = s.dirty[:0]
 }
 
 // run is the event loop: one case per kind of input.
@@ -94,7 +131,8 @@ func (s *shard) run() {
 	}
 }
 
-// housekeep prunes expired idempotency ids and re-arms the deadline timer.
+// housekeep prunes expired idempotency ids, frees empty namespaces and
+// re-arms the deadline timer.
 func (s *shard) housekeep() {
 	s.stats.held.Store(int64(len(s.deadlines)))
 	now := nowMs()
@@ -102,8 +140,10 @@ func (s *shard) housekeep() {
 		ie := heap.Pop(&s.idemQueue).(idemEntry)
 		if exp, ok := ie.ns.idem.Get(ie.id); ok && exp == ie.expMs {
 			ie.ns.idem.Delete(ie.id)
+			s.mark(ie.ns)
 		}
 	}
+	s.sweep()
 	if len(s.deadlines) == 0 {
 		return
 	}
@@ -119,7 +159,7 @@ func (s *shard) execute(op *doOp, claimed bool) {
 	if !claimed && !op.waiting() {
 		return // the caller gave up before we got to it
 	}
-	ns := s.namespace(op.ns)
+	ns := s.view(op.ns)
 	now := nowMs()
 	req := op.req
 	if !claimed && req.LockID != "" {
@@ -132,12 +172,15 @@ func (s *shard) execute(op *doOp, claimed bool) {
 			// grantNext only runs on a free lock; reaching here is a bug.
 			panic("engine: a waiter at the head of a free lock was told to wait")
 		}
+		ns = s.namespace(op.ns) // exists already: its lock is held
 		l := ns.lock(req.LockID)
 		switch {
 		case s.e.draining.Load():
 			err = errorf(ErrShuttingDown, "the server is shutting down; retry against the restarted server")
 		case l.waiters.live() >= s.e.cfg.MaxWaitersPerLock:
 			err = errorf(ErrTooManyWaiters, "lock %q already has %d waiters (the limit, --max-waiters-per-lock)", req.LockID, s.e.cfg.MaxWaitersPerLock)
+		case !s.e.reserveWaiter():
+			err = errorf(ErrTooManyWaiters, "the server already has %d lock waiters parked (the limit, --max-lock-waiters); retry later", s.e.cfg.MaxLockWaiters)
 		default:
 			l.waiters.push(op)
 			if op.parked != nil {
@@ -148,6 +191,9 @@ func (s *shard) execute(op *doOp, claimed bool) {
 	case outApply:
 		if !claimed && !op.take() {
 			return
+		}
+		if len(ev.effs) > 0 {
+			ns = s.namespace(op.ns)
 		}
 		t := s.commit(ns, ev.effs)
 		op.reply <- result{resp: &ev.resp, ticket: t}
@@ -168,6 +214,7 @@ func (s *shard) commit(ns *namespace, effs []effect) *wal.Ticket {
 		return s.lastTicket
 	}
 	s.applyEffects(ns, effs)
+	s.mark(ns)
 	s.buf = encodeRecord(s.buf[:0], ns.name, effs)
 	t := s.e.log.Append(s.buf)
 	s.lastTicket = t
@@ -186,6 +233,7 @@ func (s *shard) settleLock(ns *namespace, key string, now int64) {
 	if l == nil {
 		return
 	}
+	s.mark(ns)
 	if l.handle != 0 && l.deadlineMs <= now {
 		l.handle, l.deadlineMs = 0, 0 // expiry needs no record: replay sees the deadline
 		ns.held.Delete(key)
@@ -217,7 +265,7 @@ func (s *shard) watch(op *watchOp) {
 	if !op.waiting() {
 		return
 	}
-	ns := s.namespace(op.ns)
+	ns := s.view(op.ns)
 	cur := s.kvValue(ns, nil, op.key)
 	var err error
 	switch {
@@ -231,6 +279,7 @@ func (s *shard) watch(op *watchOp) {
 	case ns.watchers[op.key] != nil && ns.watchers[op.key].live() >= s.e.cfg.MaxWatchersPerKey:
 		err = errorf(ErrTooManyWatchers, "key %q already has %d watches (the limit, --max-watchers-per-key)", op.key, s.e.cfg.MaxWatchersPerKey)
 	default:
+		ns = s.namespace(op.ns) // the watch registry lives in it until the last watcher leaves
 		q := ns.watchers[op.key]
 		if q == nil {
 			q = &waitQueue[*watchOp]{count: &s.stats.watchers}
@@ -281,6 +330,7 @@ func (s *shard) gone(n goneNote) {
 	if ns == nil {
 		return
 	}
+	s.mark(ns)
 	if n.do != nil {
 		if l := ns.locks[n.key]; l != nil {
 			l.waiters.noteCanceled(n.do)
@@ -300,12 +350,14 @@ func (s *shard) gone(n goneNote) {
 func (s *shard) drain() {
 	err := errorf(ErrShuttingDown, "the server is shutting down; retry against the restarted server")
 	for _, ns := range s.nss {
-		for _, l := range ns.locks {
+		s.mark(ns)
+		for key, l := range ns.locks {
 			for op, ok := l.waiters.pop(); ok; op, ok = l.waiters.pop() {
 				if op.take() {
 					op.reply <- result{err: err, ticket: s.lastTicket}
 				}
 			}
+			ns.dropLockIfIdle(key, l)
 		}
 		for key, q := range ns.watchers {
 			for op, ok := q.pop(); ok; op, ok = q.pop() {
@@ -323,6 +375,7 @@ func (s *shard) drain() {
 // passed while the server was down are released here (DESIGN I5).
 func (s *shard) finishReplay(now int64) {
 	s.replaying = false
+	clear(s.dirty)
 	for _, ns := range s.nss {
 		for key, l := range ns.locks {
 			if l.heldAt(now) {
@@ -344,7 +397,11 @@ func (s *shard) finishReplay(now int64) {
 		for _, id := range expired {
 			ns.idem.Delete(id)
 		}
+		if !ns.hasState() {
+			delete(s.nss, ns.name) // e.g. rows of a snapshot taken before empty namespaces were freed
+		}
 	}
+	s.dirty = s.dirty[:0]
 	heap.Init(&s.idemQueue)
 	s.stats.held.Store(int64(len(s.deadlines)))
 }

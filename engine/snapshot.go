@@ -62,6 +62,9 @@ type nsCopy struct {
 func (s *shard) snapshotCopy(c snapCmd) {
 	out := shardCopy{ticket: s.lastTicket, nss: make([]nsCopy, 0, len(s.nss))}
 	for _, ns := range s.nss {
+		if !ns.hasDurableState() {
+			continue // only parked callers, which no snapshot holds
+		}
 		out.nss = append(out.nss, nsCopy{
 			name: ns.name, rev: ns.rev,
 			kv: ns.kv.Copy(), counters: ns.counters.Copy(), seqs: ns.seqs.Copy(),

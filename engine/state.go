@@ -38,7 +38,8 @@ type namespace struct {
 	held     btree.Map[string, heldLock] // holders, mirrored from locks for O(1) snapshot copies
 	idem     btree.Map[string, int64]    // id -> expiry unix ms
 	watchers map[string]*waitQueue[*watchOp]
-	stats    *shardStats // the owning shard's gauges, for new wait queues
+	stats    *shardStats   // the owning shard's gauges, for new wait queues
+	parked   *atomic.Int64 // the engine's count of parked lock waiters, for new lock queues
 }
 
 // heldLock is a lock's holder as a value, for the held B-tree.
@@ -55,6 +56,20 @@ func newNamespace(name string) *namespace {
 	}
 }
 
+// hasDurableState tells a namespace a snapshot must keep: anything the log
+// wrote into it. A KV revision counts even with every key deleted, so a
+// re-created namespace never hands out a version a client saw before.
+func (ns *namespace) hasDurableState() bool {
+	return ns.rev != 0 || ns.kv.Len() > 0 || ns.counters.Len() > 0 || ns.seqs.Len() > 0 ||
+		ns.held.Len() > 0 || ns.idem.Len() > 0
+}
+
+// hasState tells a namespace the shard must keep: durable state, or parked
+// callers (lock states and watchers). One without is freed (shard.sweep).
+func (ns *namespace) hasState() bool {
+	return ns.hasDurableState() || len(ns.locks) > 0 || len(ns.watchers) > 0
+}
+
 func (ns *namespace) lock(key string) *lockState {
 	l := ns.locks[key]
 	if l == nil {
@@ -62,6 +77,7 @@ func (ns *namespace) lock(key string) *lockState {
 		if ns.stats != nil {
 			l.waiters.count = &ns.stats.waiters
 		}
+		l.waiters.total = ns.parked
 		ns.locks[key] = l
 	}
 	return l
@@ -115,6 +131,10 @@ type waitQueue[T claimer] struct {
 	head  int
 	dead  int           // entries in items whose cancel notice was counted
 	count *atomic.Int64 // the shard's gauge of live entries (Stats), or nil
+	// total, for lock queues, is the engine's count that MaxLockWaiters
+	// bounds. Only push raises live(), and the parking loop reserved that
+	// slot before pushing, so account gives back decreases only.
+	total *atomic.Int64
 }
 
 func (q *waitQueue[T]) push(v T) {
@@ -128,10 +148,15 @@ func (q *waitQueue[T]) push(v T) {
 // account adds the change of live() since before to the shard's gauge
 // (Stats), so the gauge is always the sum of live() over its queues.
 func (q *waitQueue[T]) account(before int) {
+	d := q.live() - before
+	if d == 0 {
+		return
+	}
 	if q.count != nil {
-		if d := q.live() - before; d != 0 {
-			q.count.Add(int64(d))
-		}
+		q.count.Add(int64(d))
+	}
+	if q.total != nil && d < 0 {
+		q.total.Add(int64(d))
 	}
 }
 

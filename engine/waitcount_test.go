@@ -27,10 +27,10 @@ func waitForCount(t *testing.T, what string, want int, get func() int) {
 	}
 }
 
-// The waiter counts (LockWaiters, Stats, /admin/locks, the limit
-// MaxWaitersPerLock) are exact once the callers that gave up have
-// returned, however their cancels interleave with the grants that skip
-// them.
+// The waiter counts (LockWaiters, Stats, /admin/locks, the limits
+// MaxWaitersPerLock and MaxLockWaiters) are exact once the callers that
+// gave up have returned, however their cancels interleave with the grants
+// that skip them.
 func TestLockWaiterCountExact(t *testing.T) {
 	e := openTest(t, t.TempDir(), 1)
 	ctx := context.Background()
@@ -87,6 +87,7 @@ func TestLockWaiterCountExact(t *testing.T) {
 		want := int(pending.Load())
 		waitForCount(t, "LockWaiters after the cancels", want, func() int { return e.LockWaiters("wc", "L") })
 		waitForCount(t, "Stats().Waiters after the cancels", want, func() int { return int(e.Stats().Waiters) })
+		waitForCount(t, "LockWaitersParked after the cancels", want, e.LockWaitersParked)
 		if locks, err := e.Locks(ctx, "wc"); err != nil || len(locks) != 1 || locks[0].Waiters != want {
 			t.Fatalf("round %d: Locks = %+v, %v; want one lock with %d waiters", round, locks, err, want)
 		}
@@ -101,6 +102,7 @@ func TestLockWaiterCountExact(t *testing.T) {
 		}
 		waitForCount(t, "LockWaiters at the end of a round", 0, func() int { return e.LockWaiters("wc", "L") })
 		waitForCount(t, "Stats().Waiters at the end of a round", 0, func() int { return int(e.Stats().Waiters) })
+		waitForCount(t, "LockWaitersParked at the end of a round", 0, e.LockWaitersParked)
 	}
 }
 

@@ -28,7 +28,7 @@ const (
 	CodePreconditionFailed = "precondition_failed"
 	CodeDuplicateRequest   = "duplicate_request"
 	CodeOutOfRange         = "out_of_range"
-	CodeTooManyWaiters     = "too_many_waiters"
+	CodeTooManyWaiters     = "too_many_waiters" // 429: --max-waiters-per-lock or --max-lock-waiters reached
 	CodeShuttingDown       = "shutting_down"
 	CodeStorageFailed      = "storage_failed"
 	CodeCanceled           = "canceled"

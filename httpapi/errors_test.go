@@ -266,3 +266,28 @@ func TestTooManyWaiters(t *testing.T) {
 	b.cancel()
 	ts.waitLockWaiters(t, "full", "L", 0)
 }
+
+// TestTooManyLockWaiters: --max-lock-waiters bounds the waiters of all
+// locks together; the next one, on any lock, answers 429 naming the flag.
+func TestTooManyLockWaiters(t *testing.T) {
+	ts := newTestServerWith(t, engine.Config{MaxLockWaiters: 2}, httpapi.DefaultLimits())
+	for _, ns := range []string{"a", "b", "c"} {
+		ok(t, ts.post(t, "/db/"+ns, `{"LockID":"L","LockDur":60}`))
+	}
+	a := ts.start("/db/a", `{"LockID":"L","LockDur":5,"LockWait":60}`)
+	ts.waitLockWaiters(t, "a", "L", 1)
+	b := ts.start("/db/b", `{"LockID":"L","LockDur":5,"LockWait":60}`)
+	ts.waitLockWaiters(t, "b", "L", 1)
+	msg := wantErr(t, ts.post(t, "/db/c", `{"LockID":"L","LockDur":5,"LockWait":60}`), http.StatusTooManyRequests, httpapi.CodeTooManyWaiters)
+	if !strings.Contains(msg, "--max-lock-waiters") {
+		t.Fatalf("the message should name the flag: %s", msg)
+	}
+	a.cancel()
+	ts.waitLockWaiters(t, "a", "L", 0)
+	waitUntil(t, "one lock waiter left", func() bool { return ts.eng.LockWaitersParked() == 1 })
+	c := ts.start("/db/c", `{"LockID":"L","LockDur":5,"LockWait":60}`)
+	ts.waitLockWaiters(t, "c", "L", 1)
+	b.cancel()
+	c.cancel()
+	waitUntil(t, "no lock waiters", func() bool { return ts.eng.LockWaitersParked() == 0 })
+}

@@ -284,7 +284,7 @@ func TestCLIOverTLS(t *testing.T) {
 
 // TestServeLimitFlags: the new limit flags reach the server.
 func TestServeLimitFlags(t *testing.T) {
-	s := startServer(t, t.TempDir(), []string{"LATCH_MAX_VALUE_BYTES=8"},
+	s := startServer(t, t.TempDir(), []string{"LATCH_MAX_VALUE_BYTES=8", "LATCH_MAX_LOCK_WAITERS=1"},
 		"--max-namespace-bytes", "3", "--max-watchers", "1", "--max-connections", "3")
 	st, body := do(t, s.client, "POST", s.URL+"/db/abc", "", `{"KVSet":[{"Key":"k","Value":123456789}]}`)
 	wantStatus(t, "value over --max-value-bytes", st, body, 400, "value_too_long")
@@ -334,6 +334,55 @@ func TestServeLimitFlags(t *testing.T) {
 	wantStatus(t, "set", st, body, 200, "")
 	if st := <-parked; st != 200 {
 		t.Fatalf("the parked watch: %d", st)
+	}
+
+	// LATCH_MAX_LOCK_WAITERS=1: with one lock waiter parked, a waiter on
+	// another lock gets 429; probes with a 1 ms LockWait time out until
+	// the first is counted. A probe may take the slot first and the long
+	// waiter get the 429: then it is sent again.
+	for _, ns := range []string{"la", "lb"} {
+		st, body = do(t, s.client, "POST", s.URL+"/db/"+ns, "", `{"LockID":"L","LockDur":60}`)
+		wantStatus(t, "lock "+ns, st, body, 200, "")
+	}
+	parkWaiter := func() chan int {
+		done := make(chan int, 1)
+		go func() {
+			req, _ := http.NewRequest("POST", s.URL+"/db/la", strings.NewReader(`{"LockID":"L","LockDur":60,"LockWait":60}`))
+			resp, err := s.client.Do(req)
+			if err != nil {
+				done <- 0
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+		return done
+	}
+	waiter := parkWaiter()
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("no lock waiter got 429 while one was parked")
+		}
+		select {
+		case st := <-waiter:
+			if st != 429 {
+				t.Fatalf("the parked lock waiter returned %d", st)
+			}
+			waiter = parkWaiter()
+			continue
+		default:
+		}
+		st, body = do(t, s.client, "POST", s.URL+"/db/lb", "", `{"LockID":"L","LockDur":60,"LockWaitMs":1}`)
+		if st == 429 {
+			wantStatus(t, "lock waiter over --max-lock-waiters", st, body, 429, "too_many_waiters")
+			break
+		}
+		wantStatus(t, "probe lock waiter", st, body, 409, "lock_timeout")
+	}
+	st, body = do(t, s.client, "POST", s.URL+"/admin/locks/release", "", `{"Namespace":"la","Key":"L"}`)
+	wantStatus(t, "force release", st, body, 200, "")
+	if st := <-waiter; st != 200 {
+		t.Fatalf("the parked lock waiter: %d", st)
 	}
 
 	// --max-connections 3: the client's pooled connections count; hold

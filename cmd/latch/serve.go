@@ -33,6 +33,7 @@ func serve(args []string) int {
 	shards := fs.Int("shards", runtime.GOMAXPROCS(0), "number of shard event loops")
 	idemTTL := fs.Duration("idempotency-ttl", engine.DefaultIdempotencyTTL, "how long an idempotency id is remembered (a request may ask for less with IdempotencyTTL)")
 	maxWaiters := fs.Int("max-waiters-per-lock", engine.DefaultMaxWaitersPerLock, "waiters allowed on one lock")
+	maxLockWaiters := fs.Int("max-lock-waiters", engine.DefaultMaxLockWaiters, "lock waiters parked in the whole server")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	snapRecords := fs.Int("snapshot-every-records", engine.DefaultSnapshotEveryRecords, "take a snapshot after this many log records (negative: never automatically)")
 	snapEvery := fs.Duration("snapshot-every", engine.DefaultSnapshotEvery, "take a snapshot this often if anything was written")
@@ -143,7 +144,7 @@ func serve(args []string) int {
 
 	fatal := make(chan error, 1)
 	cfg := engine.Config{
-		Dir: *dataDir, Shards: *shards, IdempotencyTTL: *idemTTL, MaxWaitersPerLock: *maxWaiters,
+		Dir: *dataDir, Shards: *shards, IdempotencyTTL: *idemTTL, MaxWaitersPerLock: *maxWaiters, MaxLockWaiters: *maxLockWaiters,
 		SnapshotEveryRecords: *snapRecords, SnapshotEvery: *snapEvery, SnapshotKeep: *snapKeep,
 		SegmentSize:       *segSize,
 		MaxWatchersPerKey: *maxWatchersPerKey, MaxWatchers: *maxWatchers,

@@ -211,7 +211,11 @@ func serve(args []string) int {
 	rec := eng.Recovered()
 	attrs := []any{"dir", *dataDir, "snapshot", rec.Snapshot, "snapshot_cut", rec.SnapshotCut, "records_replayed", rec.Records, "namespaces", rec.Namespaces, "held_locks", rec.HeldLocks, "last_handle", eng.LastHandle(), "took", rec.Took}
 	if rec.Repair != nil {
-		attrs = append(attrs, "repaired_segment", rec.Repair.Segment, "cut_at_offset", rec.Repair.Offset, "lost_unacknowledged_bytes", rec.Repair.LostBytes, "damaged_copy", rec.Repair.KeptAs)
+		attrs = append(attrs, "repaired_segment", rec.Repair.Segment, "cut_at_offset", rec.Repair.Offset, "lost_unacknowledged_bytes", rec.Repair.LostBytes, "cut_bytes_kept_as", rec.Repair.KeptAs)
+		if rec.Repair.NotKept != "" {
+			log.Warn("the bytes cut off the torn tail could not be kept aside; they were never acknowledged, and the log is repaired",
+				"segment", rec.Repair.Segment, "cut_at_offset", rec.Repair.Offset, "err", rec.Repair.NotKept)
+		}
 	}
 	for _, b := range rec.BrokenSnapshots {
 		log.Warn("a damaged snapshot was set aside; an older one was used", "snapshot", b)

@@ -1,10 +1,12 @@
 package wal
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/latchkv/latch/internal/testfs"
@@ -65,9 +67,13 @@ func TestTornTailRepairOnFullDisk(t *testing.T) {
 	seg, damaged, lastStart, recs := fullDiskLog(t, dir)
 	filler := testfs.Fill(t, mnt, 0)
 
-	l, got, err := openReplay(t, dir, Options{SegmentSize: 256 << 10})
+	var noRoom []error
+	l, got, err := openReplay(t, dir, Options{SegmentSize: 256 << 10, OnNoRoom: func(_ string, err error) { noRoom = append(noRoom, err) }})
 	if err != nil {
 		t.Fatalf("Open with the disk full: %v", err)
+	}
+	if len(noRoom) != 1 || !errors.Is(noRoom[0], syscall.ENOSPC) {
+		t.Errorf("OnNoRoom heard %v, want one ENOSPC: the segment's room cannot be reserved on a full disk", noRoom)
 	}
 	checkRecords(t, got, 1, recs[:len(recs)-1])
 	rep := l.Repaired()
@@ -109,4 +115,51 @@ func TestTornTailRepairOnFullDisk(t *testing.T) {
 			t.Fatalf("attempt %d: beside the segment: %v, want only %s", attempt, extra, filepath.Base(rep.KeptAs))
 		}
 	}
+}
+
+// allocated is the space a file holds on disk, which a reservation beyond
+// its length counts in.
+func allocated(t *testing.T, path string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+// TestSegmentRoomReserved: a segment's whole size is reserved on disk when
+// the log opens it or creates it, without changing its length, so appends
+// inside it succeed on a disk that something else has filled.
+func TestSegmentRoomReserved(t *testing.T) {
+	mnt := testfs.Small(t, 1<<20)
+	dir := filepath.Join(mnt, "wal")
+	const seg = 256 << 10
+	l, _ := mustOpen(t, dir, Options{SegmentSize: seg})
+	filler := testfs.Fill(t, mnt, 0)
+	var recs [][]byte
+	for i := range 200 {
+		recs = append(recs, payloadOf(i, 1000))
+	}
+	appendWait(t, l, recs...)
+	mustClose(t, l)
+	segs := segmentPaths(t, dir)
+	if fi, err := os.Stat(segs[0].path); err != nil || len(segs) != 1 || fi.Size() != l.Size() {
+		t.Fatalf("after the appends: %d segments, first %v, want one of %d bytes", len(segs), err, l.Size())
+	}
+	l, got := mustOpen(t, dir, Options{SegmentSize: seg})
+	checkRecords(t, got, 1, recs)
+
+	// The segment the log cycles to is reserved as it is created.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for len(segmentPaths(t, dir)) < 2 {
+		appendWait(t, l, payloadOf(0, 1000))
+	}
+	segs = segmentPaths(t, dir)
+	if a := allocated(t, segs[1].path); a < seg {
+		t.Fatalf("the new segment holds %d bytes on disk, want its whole %d reserved", a, seg)
+	}
+	mustClose(t, l)
 }

@@ -98,6 +98,9 @@ func TestTornTailRestartOnFullDisk(t *testing.T) {
 	if !strings.Contains(s.Stderr(), "repaired_segment=") {
 		t.Fatalf("the torn tail was not reported as repaired:\n%s", s.Stderr())
 	}
+	if !strings.Contains(s.Stderr(), "could not reserve a log segment's room") {
+		t.Errorf("no warning that the segment's room could not be reserved with %d bytes free:\n%s", free, s.Stderr())
+	}
 	got := kvStrings(s, "full", keys)
 	for i, k := range keys {
 		want := fmt.Sprint(i, pad)

@@ -149,6 +149,10 @@ func serve(args []string) int {
 			log.Info("snapshot", "path", info.Path, "cut", info.Cut, "bytes", info.Bytes, "entries", info.Entries,
 				"pause", info.Pause, "took", info.Took, "removed", len(info.Removed))
 		},
+		OnLogNoRoom: func(segment string, err error) {
+			log.Warn("could not reserve a log segment's room on disk; the log works on, but a full disk can now fail an append inside a segment",
+				"segment", segment, "err", err)
+		},
 		OnFatal: func(err error) {
 			select {
 			case fatal <- err:

@@ -75,6 +75,16 @@
 //     fsyncs a segment before it creates the next, so every segment but the
 //     last is complete.
 //
+// # Room on disk
+//
+// When the log opens its tail segment or creates a new one, it reserves
+// the segment's full size on disk with fallocate(FALLOC_FL_KEEP_SIZE): the
+// blocks are allocated but the file's length does not change, so the scan
+// and tidwall/wal see exactly what was written. Appends inside a segment
+// then never meet a full disk, whatever else (a snapshot) fills it. Where
+// the file system cannot reserve, or is too full, the log works on without
+// and Options.OnNoRoom hears of it once.
+//
 // # Observing durability
 //
 // Options.SyncHook hears of every completed fsync: the tail segment and

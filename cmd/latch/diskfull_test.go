@@ -190,7 +190,7 @@ func TestSnapshotLeavesTheLogItsRoom(t *testing.T) {
 
 	// Room for the snapshot and a segment and a half more: not for the
 	// snapshot and the log's reserve of two segments.
-	testfs.Fill(t, mnt, snapBytes+seg*3/2)
+	filler := testfs.Fill(t, mnt, snapBytes+seg*3/2)
 	s = startServer(t, dir, nil, append(segArg, "--snapshot-every-records", "1")...)
 	line, ok := s.waitMatch(snapshotOutcome, hangGuard)
 	if !ok {
@@ -198,10 +198,12 @@ func TestSnapshotLeavesTheLogItsRoom(t *testing.T) {
 	}
 	// Three segments of writes, overwriting the same keys so the state
 	// (and the next snapshot attempts) stay the same size.
+	written := map[string]string{}
 	for i := range 3 * seg / (32 << 10) {
 		k := keys[i%len(keys)]
+		written[k] = randomValue(t, 32<<10)
 		ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
-		st, r, err := s.db(ctx, "room", map[string]any{"KVSet": map[string]any{"Key": k, "Value": randomValue(t, 32<<10)}})
+		st, r, err := s.db(ctx, "room", map[string]any{"KVSet": map[string]any{"Key": k, "Value": written[k]}})
 		cancel()
 		if err != nil || st != http.StatusOK {
 			t.Fatalf("write %d after the snapshot attempt (%s): status %d %s %s, %v; %d bytes free\n%s",
@@ -218,6 +220,22 @@ func TestSnapshotLeavesTheLogItsRoom(t *testing.T) {
 	if tmps, _ := filepath.Glob(filepath.Join(dir, "snap", "*.tmp-*")); len(tmps) != 0 {
 		t.Errorf("refused snapshots left %v", tmps)
 	}
+
+	// With the space back, snapshots work again and every write is there.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, dir, nil, append(segArg, "--snapshot-every-records", "1")...)
+	if line, ok := s.waitMatch(snapshotOutcome, hangGuard); !ok || !strings.Contains(line, "msg=snapshot ") {
+		t.Errorf("with the space back, the snapshot attempt: %q", line)
+	}
+	got := kvStrings(s, "room", keys)
+	for k, v := range written {
+		if got[k] != v {
+			t.Errorf("%s after the restart: %d bytes, not the %d written last", k, len(got[k]), len(v))
+		}
+	}
+	s.stop()
 }
 
 // snapshotOutcome matches the line a snapshot attempt ends with, published

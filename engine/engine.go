@@ -90,6 +90,9 @@ type Config struct {
 	// records, bytes and fsync time (wal.Options.OnCommit). For metrics;
 	// it runs on the commit path, so it must be cheap.
 	OnCommit func(records, bytes int, fsync time.Duration)
+	// OnLogNoRoom, if set, is told once if the log could not reserve a
+	// segment's room on disk (wal.Options.OnNoRoom).
+	OnLogNoRoom func(segment string, err error)
 }
 
 // Engine is latch's state machine. Its methods are safe for concurrent use.
@@ -194,6 +197,7 @@ func Open(cfg Config) (*Engine, error) {
 		OnFail:      e.onStorageFailure,
 		StartAfter:  cut,
 		OnCommit:    cfg.OnCommit,
+		OnNoRoom:    cfg.OnLogNoRoom,
 		Replay: func(seq uint64, payload []byte) error {
 			if seq <= cut {
 				return nil // already in the snapshot

@@ -131,13 +131,18 @@ func (e *Engine) takeSnapshot() (SnapshotInfo, error) {
 		return SnapshotInfo{}, errorf(ErrShuttingDown, "the engine is closed")
 	}
 	start := time.Now()
+	dir := filepath.Join(e.cfg.Dir, "snap")
+	if err := e.makeSnapDir(dir); err != nil {
+		return SnapshotInfo{}, err
+	}
+	// Checked before the loops pause too: on a full disk, fail cheaply.
+	room := e.snapshotRoom(dir)
+	if err := room(0); err != nil {
+		return SnapshotInfo{}, err
+	}
 	all, hdr, pause, err := e.capture()
 	info := SnapshotInfo{Cut: hdr.Cut, Pause: pause}
 	if err != nil {
-		return info, err
-	}
-	dir := filepath.Join(e.cfg.Dir, "snap")
-	if err := e.makeSnapDir(dir); err != nil {
 		return info, err
 	}
 	name := fmt.Sprintf("%s%020d", snapPrefix, hdr.Cut)
@@ -154,6 +159,7 @@ func (e *Engine) takeSnapshot() (SnapshotInfo, error) {
 			}
 		},
 		Reached: e.cfg.SnapshotHook,
+		Room:    room,
 	})
 	if err != nil {
 		err = fmt.Errorf("engine: writing snapshot %s: %w", name, err)
@@ -427,6 +433,7 @@ func (e *Engine) snapshotLoop() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last := time.Now()
+	var retryAt time.Time
 	for {
 		select {
 		case <-e.snapStop:
@@ -434,10 +441,14 @@ func (e *Engine) snapshotLoop() {
 		case <-tick.C:
 		}
 		written := e.log.LastSeq() - e.lastSnapCut.Load()
-		if written == 0 || (written < uint64(e.cfg.SnapshotEveryRecords) && time.Since(last) < e.cfg.SnapshotEvery) {
+		if written == 0 || (written < uint64(e.cfg.SnapshotEveryRecords) && time.Since(last) < e.cfg.SnapshotEvery) || time.Now().Before(retryAt) {
 			continue
 		}
 		last = time.Now()
-		e.Snapshot() //nolint:errcheck // Snapshot tells OnSnapshot; the next tick retries
+		// Snapshot tells OnSnapshot of a failure; the next tick retries,
+		// or a later one if there was no room.
+		if _, err := e.Snapshot(); errors.Is(err, ErrSnapshotNoRoom) {
+			retryAt = time.Now().Add(min(e.cfg.SnapshotEvery, noRoomRetry))
+		}
 	}
 }

@@ -194,6 +194,35 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 }
 
+// TestRoomRefusesWrite: PublishSteps.Room is asked before the temporary
+// file exists and before each write into it; its refusal, at either point,
+// fails the snapshot and leaves the directory as it was.
+func TestRoomRefusesWrite(t *testing.T) {
+	dir := t.TempDir()
+	es := sampleEntries(5000)
+	full := errors.New("no room")
+	for _, allowed := range []int{0, 1} {
+		var asked []int
+		room := func(n int) error {
+			asked = append(asked, n)
+			if len(asked) > allowed {
+				return full
+			}
+			return nil
+		}
+		_, err := WriteFileSteps(dir, "snap-1", testHeader, func(w *Writer) error { return writeEntries(w, es) }, PublishSteps{Room: room})
+		if !errors.Is(err, full) {
+			t.Fatalf("Room allowing %d calls: err %v, want its refusal", allowed, err)
+		}
+		if allowed == 1 && (len(asked) != 2 || asked[0] != 0 || asked[1] <= 0) {
+			t.Fatalf("Room was asked %v, want 0 before the file and then a write's size", asked)
+		}
+		if names, _ := os.ReadDir(dir); len(names) != 0 {
+			t.Fatalf("a refused snapshot left %d files", len(names))
+		}
+	}
+}
+
 func TestReadErrorNamesFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "snap-bad")
 	os.WriteFile(path, []byte("not a snapshot at all, but long enough to have a header and a trailer......"), 0o644)

@@ -160,6 +160,11 @@ type PublishSteps struct {
 	Synced func(step, file string, size int64)
 	// Reached is WriteFile's hook: "written" and "renamed".
 	Reached func(step string)
+	// Room, if set, is asked before the temporary file is created (n = 0)
+	// and before each write of n bytes to it (at most about 1 MiB at a
+	// time); an error it returns fails the write step, and the temporary
+	// file is removed. The engine uses it to keep the log's free space.
+	Room func(n int) error
 }
 
 // ErrPublishUncertain wraps a failure after the rename (the directory
@@ -185,6 +190,11 @@ func WriteFileSteps(dir, name string, h Header, fill func(*Writer) error, steps 
 	if err := before("write"); err != nil {
 		return Trailer{}, fmt.Errorf("snapshot: writing %s: %w", name, err)
 	}
+	if steps.Room != nil {
+		if err := steps.Room(0); err != nil {
+			return Trailer{}, fmt.Errorf("snapshot: writing %s: %w", name, err)
+		}
+	}
 	tmp, err := os.CreateTemp(dir, name+".tmp-*")
 	if err != nil {
 		return Trailer{}, err
@@ -196,7 +206,7 @@ func WriteFileSteps(dir, name string, h Header, fill func(*Writer) error, steps 
 			os.Remove(tmp.Name())
 		}
 	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
+	bw := bufio.NewWriterSize(&roomWriter{w: tmp, room: steps.Room}, 1<<20)
 	cw := &countWriter{w: bw}
 	w, err := NewWriter(cw, h)
 	if err != nil {
@@ -245,6 +255,21 @@ func WriteFileSteps(dir, name string, h Header, fill func(*Writer) error, steps 
 		steps.Synced("dirsync", dir, 0)
 	}
 	return t, nil
+}
+
+// roomWriter asks room before each write whether it may take n more bytes.
+type roomWriter struct {
+	w    io.Writer
+	room func(n int) error
+}
+
+func (r *roomWriter) Write(p []byte) (int, error) {
+	if r.room != nil {
+		if err := r.room(len(p)); err != nil {
+			return 0, err
+		}
+	}
+	return r.w.Write(p)
 }
 
 type countWriter struct {

@@ -63,12 +63,12 @@ func checkRepaired(t *testing.T, dir, seg string, damaged []byte, recs [][]byte,
 	if rep == nil {
 		t.Fatal("Repaired() is nil")
 	}
-	want := Repair{Segment: seg, Offset: int64(lastStart), LostBytes: int64(len(damaged) - lastStart), KeptAs: seg + ".broken"}
+	want := Repair{Segment: seg, Offset: int64(lastStart), LostBytes: int64(len(damaged) - lastStart), KeptAs: fmt.Sprintf("%s.broken-at-%d", seg, lastStart)}
 	if *rep != want {
 		t.Fatalf("Repaired() = %+v, want %+v", *rep, want)
 	}
-	if b, err := os.ReadFile(rep.KeptAs); err != nil || !bytes.Equal(b, damaged) {
-		t.Fatalf("*.broken copy: %v, equal %v", err, bytes.Equal(b, damaged))
+	if b, err := os.ReadFile(rep.KeptAs); err != nil || !bytes.Equal(b, damaged[lastStart:]) {
+		t.Fatalf("*.broken-at-* copy: %v, holds the cut bytes: %v", err, bytes.Equal(b, damaged[lastStart:]))
 	}
 	if fi, err := os.Stat(seg); err != nil || fi.Size() != int64(lastStart) {
 		t.Fatalf("segment after repair: %v, size %d, want %d", err, fi.Size(), lastStart)
@@ -92,7 +92,7 @@ func checkRepaired(t *testing.T, dir, seg string, damaged []byte, recs [][]byte,
 		t.Fatalf("second reopen repaired again: %+v", l.Repaired())
 	}
 	mustClose(t, l)
-	if _, err := os.Stat(seg + ".broken"); err != nil {
+	if _, err := os.Stat(want.KeptAs); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -136,8 +136,8 @@ func TestTornTailEveryOffset(t *testing.T) {
 				t.Fatalf("cut at %d (boundary): repaired %+v", cut, l.Repaired())
 			}
 			mustClose(t, l)
-			if _, err := os.Stat(path + ".broken"); !os.IsNotExist(err) {
-				t.Fatalf("cut at %d (boundary): *.broken exists (%v)", cut, err)
+			if kept, _ := filepath.Glob(path + ".broken*"); len(kept) != 0 {
+				t.Fatalf("cut at %d (boundary): %v exist", cut, kept)
 			}
 		default:
 			t.Run(fmt.Sprintf("cut%d", cut-start), func(t *testing.T) {
@@ -178,8 +178,9 @@ func TestBitFlipLastRecord(t *testing.T) {
 	}
 }
 
-// TestRepairTwiceKeepsBothCopies: a second torn tail in the same segment is
-// kept as *.broken.1, not over the first copy.
+// TestRepairTwiceKeepsBothCopies: a second torn tail in the same segment,
+// cut at the same offset, is kept beside the first one's cut bytes, not
+// over them.
 func TestRepairTwiceKeepsBothCopies(t *testing.T) {
 	recs := damageRecords()
 	dir := t.TempDir()
@@ -204,14 +205,20 @@ func TestRepairTwiceKeepsBothCopies(t *testing.T) {
 	l, got := mustOpen(t, dir, Options{})
 	checkRecords(t, got, 1, recs[:len(recs)-1])
 	rep := l.Repaired()
-	if rep == nil || rep.KeptAs != seg+".broken.1" || rep.Offset != int64(o2[len(o2)-2]) {
+	// The new record went where the first cut was, so the second cut is
+	// at the same offset, with other bytes: a numbered name.
+	start2 := o2[len(o2)-2]
+	if start2 != start {
+		t.Fatalf("the record written after the repair starts at %d, not at the cut %d", start2, start)
+	}
+	if rep == nil || rep.KeptAs != fmt.Sprintf("%s.broken-at-%d.2", seg, start2) || rep.Offset != int64(start2) {
 		t.Fatalf("second repair: %+v", rep)
 	}
 	mustClose(t, l)
-	first, _ := os.ReadFile(seg + ".broken")
-	second, _ := os.ReadFile(seg + ".broken.1")
-	if !bytes.Equal(first, data[:start+3]) || !bytes.Equal(second, data2[:len(data2)-1]) {
-		t.Fatal("the *.broken copies do not hold the two damaged segments")
+	first, _ := os.ReadFile(fmt.Sprintf("%s.broken-at-%d", seg, start))
+	second, _ := os.ReadFile(rep.KeptAs)
+	if !bytes.Equal(first, data[start:start+3]) || !bytes.Equal(second, data2[start2:len(data2)-1]) {
+		t.Fatal("the *.broken-at-* files do not hold the bytes of the two cuts")
 	}
 }
 
@@ -221,7 +228,7 @@ func TestRepairTwiceKeepsBothCopies(t *testing.T) {
 // itself would accept as thousands of phantom empty entries); our frame
 // check rejects it, nothing valid follows, so scan treats the zeros as a
 // torn tail: the segment is REPAIRED (cut back to its last record, the
-// zero-filled original kept as *.broken) and no record is lost.
+// zeros kept as *.broken-at-<offset>) and no record is lost.
 func TestTrailingZerosRepaired(t *testing.T) {
 	recs := damageRecords()
 	for _, zeros := range []int{1, 2, 13, 4096} {

@@ -51,9 +51,12 @@
 //     partial entry, a partial length prefix, or zeros where the file system
 //     extended the file but data never arrived. Such damage in the last
 //     segment, with no valid later record after it, is a torn tail: the
-//     damaged segment is copied aside as <name>.broken, truncated to its last
-//     valid record, fsynced, and the log opens. Those records were never
-//     acknowledged, because a Ticket resolves only after fsync.
+//     bytes from the damage to the end are kept aside as
+//     <name>.broken-at-<offset>, the segment is truncated to its last valid
+//     record, fsynced, and the log opens. Those records were never
+//     acknowledged, because a Ticket resolves only after fsync. Cutting
+//     needs no free space; keeping the cut bytes does, and on a full disk
+//     they are dropped (Repair.NotKept) rather than refusing to start.
 //   - Damage that is followed by a valid record with a higher sequence
 //     number, damage in any segment but the last, or a record whose
 //     sequence number is not the one expected, is corruption: Open returns a
@@ -71,6 +74,16 @@
 //     partial last segment; this is a torn tail like any other. tidwall/wal
 //     fsyncs a segment before it creates the next, so every segment but the
 //     last is complete.
+//
+// # Room on disk
+//
+// When the log opens its tail segment or creates a new one, it reserves
+// the segment's full size on disk with fallocate(FALLOC_FL_KEEP_SIZE): the
+// blocks are allocated but the file's length does not change, so the scan
+// and tidwall/wal see exactly what was written. Appends inside a segment
+// then never meet a full disk, whatever else (a snapshot) fills it. Where
+// the file system cannot reserve, or is too full, the log works on without
+// and Options.OnNoRoom hears of it once.
 //
 // # Observing durability
 //

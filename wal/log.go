@@ -49,6 +49,10 @@ type Options struct {
 	// (so metrics already count a commit whose replies were seen), on the
 	// commit path: it must be cheap and must not block.
 	OnCommit func(records, bytes int, fsync time.Duration)
+	// OnNoRoom, if set, is called once, with the first segment whose
+	// room could not be reserved on disk (see reserveSegment), and why.
+	// The log works on without the reservation.
+	OnNoRoom func(segment string, err error)
 }
 
 // Ticket resolves when the batch holding a record is durable, or failed.
@@ -107,6 +111,9 @@ type Log struct {
 	durable  atomic.Uint64
 	repair   *Repair
 	failOnce sync.Once
+	// Only Open and then the committer reserve room, one after the other.
+	noRoom   bool // a reservation failed and OnNoRoom was told
+	noRoomFS bool // the file system cannot reserve at all: do not retry
 }
 
 // Open scans and, where needed, repairs the log in dir, replays it through
@@ -172,6 +179,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, err
 	}
 	l.size.Store(size)
+	l.reserveSegment(l.segmentPath(l.segFirst))
 	go l.commitLoop()
 	return l, nil
 }
@@ -270,6 +278,9 @@ func (l *Log) commit(b *batch) (time.Duration, error) {
 	l.segBytes, l.segFirst = tailBytes, tailFirst
 	for _, c := range closed {
 		l.synced("cycle", l.segmentPath(c.first), c.size)
+	}
+	if len(closed) > 0 {
+		l.reserveSegment(l.segmentPath(l.segFirst))
 	}
 	if err := l.step("fsync"); err != nil {
 		return 0, fmt.Errorf("fsync: %w", err)
@@ -421,4 +432,25 @@ func (l *Log) Close() error {
 		return err
 	}
 	return cerr
+}
+
+// reserveSegment reserves the tail segment's full size on disk, so that
+// appends inside it can never fail for want of space: a snapshot, or
+// anything else filling the disk, can then only stop the log at its next
+// segment, and snapshots keep room for that (engine.LogReserveSegments).
+// Without the reservation the log works as before; OnNoRoom hears of the
+// first failure.
+func (l *Log) reserveSegment(path string) {
+	if l.noRoomFS {
+		return
+	}
+	err := reserveRoom(path, int64(l.opts.SegmentSize))
+	if err == nil {
+		return
+	}
+	l.noRoomFS = errors.Is(err, errors.ErrUnsupported)
+	if !l.noRoom && l.opts.OnNoRoom != nil {
+		l.opts.OnNoRoom(path, err)
+	}
+	l.noRoom = true
 }

@@ -2,7 +2,6 @@ package wal
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,7 +20,10 @@ type Repair struct {
 	Segment   string // the segment that was truncated
 	Offset    int64  // its new length: the end of the last valid record
 	LostBytes int64  // bytes cut off (never acknowledged)
-	KeptAs    string // the copy of the damaged segment, *.broken
+	// KeptAs holds the bytes cut off, <segment>.broken-at-<Offset>; it is
+	// "" when there was no room to keep them (NotKept says why).
+	KeptAs  string
+	NotKept string
 }
 
 // scanResult is what Open learned from the segment files.
@@ -101,7 +103,7 @@ func scan(dir string, replay func(seq uint64, payload []byte) error) (scanResult
 					return res, &CorruptError{File: seg.path, Offset: int64(off),
 						Reason: reason + fmt.Sprintf("; a valid later record follows at offset %d, so this is not a torn tail", off+1+later)}
 				}
-				rep, err := repairTail(seg.path, int64(off), int64(len(data)))
+				rep, err := repairTail(seg.path, data, int64(off))
 				if err != nil {
 					return res, err
 				}
@@ -195,61 +197,6 @@ func findLaterRecord(b []byte, expect uint64) int {
 func leUint64(b []byte) uint64 {
 	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
 		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-}
-
-// repairTail keeps a copy of the damaged segment as *.broken, then cuts the
-// segment at keep bytes and makes both durable.
-func repairTail(path string, keep, size int64) (*Repair, error) {
-	broken := path + ".broken"
-	for n := 1; ; n++ {
-		if _, err := os.Stat(broken); os.IsNotExist(err) {
-			break
-		}
-		broken = fmt.Sprintf("%s.broken.%d", path, n)
-	}
-	if err := copyFileSync(path, broken); err != nil {
-		return nil, fmt.Errorf("wal: keeping damaged segment aside: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	if err := f.Truncate(keep); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("wal: truncating torn tail of %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("wal: fsync of repaired %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	if err := SyncDir(filepath.Dir(path)); err != nil {
-		return nil, err
-	}
-	return &Repair{Segment: path, Offset: keep, LostBytes: size - keep, KeptAs: broken}, nil
-}
-
-func copyFileSync(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // SyncDir fsyncs a directory so that file creations, renames and removals

@@ -471,8 +471,8 @@ func TestTornTailAndCorruptionViaBinary(t *testing.T) {
 	if !strings.Contains(s.Stderr(), "repaired_segment=") {
 		t.Errorf("the torn tail was not reported as repaired:\n%s", s.Stderr())
 	}
-	if broken, _ := filepath.Glob(filepath.Join(dir, "wal", "*.broken")); len(broken) == 0 {
-		t.Errorf("no *.broken copy of the damaged segment in %s/wal", dir)
+	if broken, _ := filepath.Glob(filepath.Join(dir, "wal", "*.broken-at-*")); len(broken) == 0 {
+		t.Errorf("no *.broken-at-* copy of the torn tail in %s/wal", dir)
 	}
 	vals, _ := readState(t, s, "torn", keys, nil)
 	for i, k := range keys {

@@ -161,6 +161,10 @@ func serve(args []string) int {
 			log.Info("snapshot", "path", info.Path, "cut", info.Cut, "bytes", info.Bytes, "entries", info.Entries,
 				"pause", info.Pause, "took", info.Took, "removed", len(info.Removed))
 		},
+		OnLogNoRoom: func(segment string, err error) {
+			log.Warn("could not reserve a log segment's room on disk; the log works on, but a full disk can now fail an append inside a segment",
+				"segment", segment, "err", err)
+		},
 		OnFatal: func(err error) {
 			select {
 			case fatal <- err:
@@ -226,7 +230,11 @@ func serve(args []string) int {
 		attrs = append(attrs, "handle_floor", rec.HandleFloor)
 	}
 	if rec.Repair != nil {
-		attrs = append(attrs, "repaired_segment", rec.Repair.Segment, "cut_at_offset", rec.Repair.Offset, "lost_unacknowledged_bytes", rec.Repair.LostBytes, "damaged_copy", rec.Repair.KeptAs)
+		attrs = append(attrs, "repaired_segment", rec.Repair.Segment, "cut_at_offset", rec.Repair.Offset, "lost_unacknowledged_bytes", rec.Repair.LostBytes, "cut_bytes_kept_as", rec.Repair.KeptAs)
+		if rec.Repair.NotKept != "" {
+			log.Warn("the bytes cut off the torn tail could not be kept aside; they were never acknowledged, and the log is repaired",
+				"segment", rec.Repair.Segment, "cut_at_offset", rec.Repair.Offset, "err", rec.Repair.NotKept)
+		}
 	}
 	for _, b := range rec.BrokenSnapshots {
 		log.Warn("a damaged snapshot was set aside; an older one was used", "snapshot", b)

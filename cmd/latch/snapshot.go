@@ -24,8 +24,9 @@ const snapshotUsage = `Usage:
                                                    consistent snapshot of a running server
                                                    (env LATCH_TOKEN, LATCH_CA_CERT)
   latch snapshot save --data-dir DIR --out FILE    ... or of a stopped server's data directory
-  latch snapshot restore --in FILE --data-dir DIR [--force]
-                                                   build a data directory the server boots from
+  latch snapshot restore --in FILE --data-dir DIR [--force] [--handle-floor N]
+                                                   build a data directory the server boots from;
+                                                   --force replaces latch's data there (only latch's)
   latch snapshot inspect FILE [-o json]            header, counts per namespace, locks, checksums
 `
 

@@ -341,6 +341,7 @@ func TestRestoreRefusesForeignEntries(t *testing.T) {
 // TestRestoreRefusesItsOwnInput: a backup inside the data directory would
 // be deleted by the restore before it is copied (and gone for a rerun).
 func TestRestoreRefusesItsOwnInput(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	in := filepath.Join(dir, "snap", "snap-00000000000000000001")
 	for _, tc := range []struct {

@@ -336,7 +336,8 @@ func inside(path, dir string) bool {
 //  4. The backup is copied into snap/ as a temp file, then renamed to
 //     snap-<cut>: refused, as in 2. The server's removal of a crash's temp
 //     files in snap/ never runs on such a directory.
-//  5. RESTORING is removed: the new state boots, above the floor of 1.
+//  5. RESTORING is removed: the new state boots, with handles above the
+//     floor raised in step 1.
 //
 // So the directory never boots empty or partly restored. Run again, the
 // restore finds RESTORING, needs no --force, and goes through every step.

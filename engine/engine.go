@@ -178,6 +178,15 @@ func Open(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before anything is read or cleaned up (loadSnapshot removes temp
+	// files in snap/, which is where a restore builds its snapshot).
+	if unfinished, what, err := HasRestoreMarker(cfg.Dir); err != nil || unfinished {
+		lf.Close()
+		if err == nil {
+			err = errUnfinishedRestore(cfg.Dir, what)
+		}
+		return nil, err
+	}
 	e := &Engine{cfg: cfg, lockFile: lf, snapStop: make(chan struct{}), snapDone: make(chan struct{})}
 	for i := 0; i < cfg.Shards; i++ {
 		s := newShard(e, i)

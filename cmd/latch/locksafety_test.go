@@ -3,12 +3,16 @@ package main
 // Lock safety over the real binary (issue 5): many clients contend for many
 // locks while holders crash (walk away and let the lock expire), waiters give
 // up (LockWait runs out, or the client cancels the HTTP request), the server
-// is SIGKILLed and restarted, and once it is saved with `latch snapshot
-// save`, restored into a new directory and booted from there. A checker
-// then proves from what the clients saw that
+// is SIGKILLed and restarted, once it is saved with `latch snapshot
+// save`, restored into a new directory and booted from there, and once it
+// is rolled back with `restore --force` to a backup taken at the first
+// quiet point, thousands of grants earlier. A checker then proves from
+// what the clients saw that
 //
 //   - no two holders held one lock at once,
-//   - handles strictly increase, across restarts and the restore,
+//   - handles strictly increase, across restarts and both restores (the
+//     older backup knows nothing of the handles issued after it: only the
+//     handle floor keeps them from being issued again),
 //   - a lock held at a crash or at the save blocks until its deadline,
 //   - no waiter that gave up was ever granted.
 //
@@ -37,8 +41,8 @@ package main
 // lock whose known holders have all released or expired is probed with
 // LockWaitMs 0: it must be granted at once.
 //
-// `make test` runs the short version (5,000 grants, one SIGKILL, one
-// restore; 20-25 s here without -race, 35-45 s with, on a 2-core machine
+// `make test` runs the short version (5,000 grants, one SIGKILL, two
+// restores; 20-25 s here without -race, 35-45 s with, on a 2-core machine
 // at load 15). The long one:
 //
 //	LATCH_LOCK_GRANTS=100000 LATCH_LOCK_RESTARTS=5 go test -count=1 -timeout 30m -v -run '^TestLockSafety$' ./cmd/latch
@@ -801,7 +805,8 @@ func startLockServer(t *testing.T, dir string) *server {
 }
 
 // runLockSafety runs the workload until grants grants are seen, with
-// restarts SIGKILLs under load and one save/restore in the middle.
+// restarts SIGKILLs under load, one save/restore in the middle and, at the
+// last boundary, a restore of the backup taken at the first.
 func runLockSafety(t *testing.T, grants, restarts, nLocks, perLock int) {
 	seed := testSeed(t)
 	start := time.Now()
@@ -817,9 +822,11 @@ func runLockSafety(t *testing.T, grants, restarts, nLocks, perLock int) {
 	}
 	dir := t.TempDir()
 	s := startLockServer(t, dir)
-	phases := restarts + 2 // one boundary is the save and restore
-	restoreAt := phases / 2
-	restored := false
+	phases := restarts + 3 // two boundaries are restores
+	restoreAt, olderAt := phases/2, phases-1
+	restored, restoredOlder := false, false
+	var older string    // the backup taken at the first boundary
+	var olderGrants int // grants seen when it was taken
 	crashes := 0
 	for p := 0; p < phases && !t.Failed(); p++ {
 		target := grants * (p + 1) / phases
@@ -844,9 +851,25 @@ func runLockSafety(t *testing.T, grants, restarts, nLocks, perLock int) {
 		if p == phases-1 {
 			break
 		}
+		if p == 0 {
+			// A quiet point (no hold the trace knows of outlives the
+			// backup), then the backup restored at the last boundary.
+			releaseAllHolds(r, s, cs)
+			probeFreeLocks(r, s, locks)
+			older, olderGrants = filepath.Join(t.TempDir(), "older.snap"), r.tr.grantCount()
+			if code, _, stderr := runLatch(t, nil, "snapshot", "save", "--addr", s.URL, "--out", older); code != 0 {
+				t.Fatalf("snapshot save: exit %d:\n%s", code, stderr)
+			}
+		}
 		if p+1 == restoreAt {
 			s, dir = lockSaveAndRestore(t, r, s)
 			restored = true
+			continue
+		}
+		if p+1 == olderAt {
+			t.Logf("restoring the backup taken %d grants ago", r.tr.grantCount()-olderGrants)
+			s = lockRestoreOlder(t, r, s, cs, locks, older, dir)
+			restoredOlder = true
 			continue
 		}
 		// A quiet point: every hold released, every lock must be free.
@@ -880,8 +903,8 @@ func runLockSafety(t *testing.T, grants, restarts, nLocks, perLock int) {
 	el := time.Since(start)
 	n := r.tr.grantCount()
 	st := &r.stats
-	t.Logf("%d grants in %s (%.0f grants/s) on %d locks x %d clients; %d SIGKILL restarts, save+restore %v; acquires %d (%d lock_timeout), fenced %d, unlocks %d",
-		n, el.Round(time.Millisecond), float64(n)/el.Seconds(), nLocks, perLock, crashes, restored,
+	t.Logf("%d grants in %s (%.0f grants/s) on %d locks x %d clients; %d SIGKILL restarts, save+restore %v, restore of an older backup %v; acquires %d (%d lock_timeout), fenced %d, unlocks %d",
+		n, el.Round(time.Millisecond), float64(n)/el.Seconds(), nLocks, perLock, crashes, restored, restoredOlder,
 		st.acquires.Load(), st.lockTimeouts.Load(), st.fenced.Load(), st.unlocks.Load())
 	p50, p99, pmax := r.latencies()
 	t.Logf("round trips of fenced requests and unlocks: median %s, p99 %s, max %s", p50.Round(time.Microsecond), p99.Round(time.Microsecond), pmax.Round(time.Millisecond))
@@ -890,8 +913,8 @@ func runLockSafety(t *testing.T, grants, restarts, nLocks, perLock int) {
 	if n < grants {
 		t.Errorf("only %d grants, want %d", n, grants)
 	}
-	if !restored || crashes != restarts {
-		t.Errorf("%d crashes (want %d), restored %v", crashes, restarts, restored)
+	if !restored || !restoredOlder || crashes != restarts {
+		t.Errorf("%d crashes (want %d), restored %v, restored an older backup %v", crashes, restarts, restored, restoredOlder)
 	}
 }
 
@@ -935,6 +958,39 @@ func lockSaveAndRestore(t *testing.T, r *lockRun, s *server) (*server, string) {
 	s.mustDB(ns, map[string]any{"UnlockID": name, "Unlock": g.Lock}, http.StatusOK)
 	r.tr.unlocked(ns+"/"+name, g.Lock)
 	return s, newDir
+}
+
+// lockRestoreOlder rolls the server in dir back to the backup older, taken
+// before many grants: it stops s, runs `snapshot restore --force` over dir
+// and boots it. Every hold the trace knows of has ended first, so the
+// holds the backup forgets are over anyway; what the backup cannot know is
+// the handles issued since, and the trace checks that none is issued again.
+func lockRestoreOlder(t *testing.T, r *lockRun, s *server, cs []*lockClient, locks [][2]string, older, dir string) *server {
+	releaseAllHolds(r, s, cs)
+	probeFreeLocks(r, s, locks)
+	var free int64
+	for _, l := range locks {
+		free = max(free, r.tr.freeAfterMs(l[0]+"/"+l[1]))
+	}
+	time.Sleep(time.Until(time.UnixMilli(free + 5)))
+	before := r.tr.maxHandle()
+	s.stop()
+	if code, _, stderr := runLatch(t, nil, "snapshot", "restore", "--in", older, "--data-dir", dir, "--force"); code != 0 {
+		t.Fatalf("snapshot restore --force of the older backup: exit %d:\n%s", code, stderr)
+	}
+	s = startLockServer(t, dir)
+	checkHeldLocksBlock(r, s)
+	const ns, name, dur = "locksafe-older", "first", 1000
+	sent := time.Now()
+	g := s.mustDB(ns, map[string]any{"LockID": name, "LockDurMs": dur}, http.StatusOK)
+	r.tr.granted(ns+"/"+name, g.Lock, g.TillMs, dur, sent, time.Now())
+	if g.Lock <= before {
+		t.Errorf("after restoring an older backup, the first grant got handle %d: handles up to %d were issued since that backup (fencing broken)", g.Lock, before)
+	}
+	r.tr.unlocking(ns+"/"+name, g.Lock, time.Now())
+	s.mustDB(ns, map[string]any{"UnlockID": name, "Unlock": g.Lock}, http.StatusOK)
+	r.tr.unlocked(ns+"/"+name, g.Lock)
+	return s
 }
 
 // TestLockSafety is the short run, part of `make test` (under -race too):

@@ -16,6 +16,7 @@ import (
 
 	"github.com/latchkv/latch/engine"
 	"github.com/latchkv/latch/snapshot"
+	"github.com/latchkv/latch/wal"
 )
 
 const snapshotUsage = `Usage:
@@ -23,8 +24,9 @@ const snapshotUsage = `Usage:
                                                    consistent snapshot of a running server
                                                    (env LATCH_TOKEN, LATCH_CA_CERT)
   latch snapshot save --data-dir DIR --out FILE    ... or of a stopped server's data directory
-  latch snapshot restore --in FILE --data-dir DIR [--force]
-                                                   build a data directory the server boots from
+  latch snapshot restore --in FILE --data-dir DIR [--force] [--handle-floor N]
+                                                   build a data directory the server boots from;
+                                                   --force replaces latch's data there (only latch's)
   latch snapshot inspect FILE [-o json]            header, counts per namespace, locks, checksums
 `
 
@@ -229,13 +231,21 @@ func snapshotRestore(args []string) error {
 	fs := flag.NewFlagSet("latch snapshot restore", flag.ContinueOnError)
 	in := fs.String("in", "", "snapshot file to restore")
 	dataDir := fs.String("data-dir", "", "data directory to build")
-	force := fs.Bool("force", false, "replace the data in a non-empty directory")
+	force := fs.Bool("force", false, "replace the data in a directory that holds some (its wal/ and snap/; anything latch did not make is refused)")
 	handleFloor := fs.Uint64("handle-floor", 0, "issue handles above this number (default: derived from the clock, see docs/OPERATIONS.md)")
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
 	}
 	if *in == "" || *dataDir == "" {
 		return errors.New("give --in FILE and --data-dir DIR")
+	}
+	// A first look before the backup's checks, which take a while; the
+	// look that counts comes under the directory's lock.
+	if err := checkRestoreTarget(*dataDir, *force); err != nil {
+		return err
+	}
+	if inside(*in, *dataDir) {
+		return fmt.Errorf("%s is inside the data directory %s, whose files the restore deletes; copy it elsewhere and restore that copy", *in, *dataDir)
 	}
 	p := startProgress("verify")
 	hdr, _, err := verify(*in, p)
@@ -250,8 +260,39 @@ func snapshotRestore(args []string) error {
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
 		return err
 	}
-	ents, err := os.ReadDir(*dataDir)
+	lock, err := engine.LockDataDir(*dataDir)
 	if err != nil {
+		return fmt.Errorf("refusing to restore into a directory a server is using: %w", err)
+	}
+	defer lock.Close()
+	if err := checkRestoreTarget(*dataDir, *force); err != nil {
+		return err
+	}
+	if floor, err = restoreInto(*dataDir, *in, hdr, floor); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "restored %s into %s: the server will start from log record %d with handles above %d\n", *in, *dataDir, hdr.Cut+1, floor)
+	return nil
+}
+
+// checkRestoreTarget refuses a directory holding anything latch did not
+// make, with or without --force, and one holding latch data without
+// --force. A directory an interrupted restore left needs no --force: its
+// old data was given up when that restore began.
+func checkRestoreTarget(dir string, force bool) error {
+	foreign, err := engine.ForeignEntries(dir)
+	if err != nil {
+		return err
+	}
+	if len(foreign) > 0 {
+		return fmt.Errorf("%s holds what latch did not make: %s; restore deletes only latch's own files, so it refuses the directory, with or without --force: "+
+			"move those elsewhere, or restore into another directory", dir, strings.Join(foreign, ", "))
+	}
+	if unfinished, _, err := engine.HasRestoreMarker(dir); err != nil || unfinished {
+		return err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	var existing []string
@@ -260,50 +301,86 @@ func snapshotRestore(args []string) error {
 			existing = append(existing, e.Name())
 		}
 	}
-	lock, err := engine.LockDataDir(*dataDir)
-	if err != nil {
-		return fmt.Errorf("refusing to restore into a directory a server is using: %w", err)
+	if len(existing) > 0 && !force {
+		return fmt.Errorf("%s is not empty (%s); pass --force to replace its data", dir, strings.Join(existing, ", "))
 	}
-	defer lock.Close()
-	if len(existing) > 0 {
-		if !*force {
-			return fmt.Errorf("%s is not empty (%s); pass --force to replace its data", *dataDir, strings.Join(existing, ", "))
+	return nil
+}
+
+// inside reports whether path (following symbolic links) is in dir.
+func inside(path, dir string) bool {
+	real := func(p string) string {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
 		}
-		for _, name := range existing {
-			if err := os.RemoveAll(filepath.Join(*dataDir, name)); err != nil {
-				return err
-			}
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			p = r
 		}
+		return p
 	}
-	snapDir := filepath.Join(*dataDir, "snap")
-	if err := os.MkdirAll(snapDir, 0o755); err != nil {
-		return err
-	}
-	src, err := os.Open(*in)
+	rel, err := filepath.Rel(real(dir), real(path))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// restoreInto replaces the state in dir with the snapshot in, whose
+// header is hdr, and raises the handle floor to floor; it returns the
+// floor in force. The caller holds dir's lock, so no server runs. Each
+// step is durable before the next begins, so what a kill or a power loss
+// after a step leaves is:
+//
+//  1. The handle floor is raised: the old state boots, with handles above
+//     the floor. Harmless: a floor only ever rises.
+//  2. RESTORING is written: the server refuses the directory, naming the
+//     restore to run again, before it reads or cleans up anything in it.
+//  3. The old wal/, snap/ and wal-tail are deleted: refused, as in 2.
+//  4. The backup is copied into snap/ as a temp file, then renamed to
+//     snap-<cut>: refused, as in 2. The server's removal of a crash's temp
+//     files in snap/ never runs on such a directory.
+//  5. RESTORING is removed: the new state boots, with handles above the
+//     floor raised in step 1.
+//
+// So the directory never boots empty or partly restored. Run again, the
+// restore finds RESTORING, needs no --force, and goes through every step.
+func restoreInto(dir, in string, hdr snapshot.Header, floor uint64) (uint64, error) {
+	floor, err := engine.RaiseHandleFloor(dir, floor)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	src, err := os.Open(in)
+	if err != nil {
+		return 0, err
 	}
 	defer src.Close()
+	if abs, err := filepath.Abs(in); err == nil {
+		in = abs
+	}
+	what := fmt.Sprintf("restoring %s (log cut %d), started %s", in, hdr.Cut, time.Now().UTC().Format(time.RFC3339))
+	if err := engine.WriteRestoreMarker(dir, what); err != nil {
+		return 0, err
+	}
+	if err := engine.RemoveState(dir); err != nil {
+		return 0, err
+	}
+	snapDir := filepath.Join(dir, "snap")
+	if err := os.Mkdir(snapDir, 0o755); err != nil {
+		return 0, err
+	}
+	if err := wal.SyncDir(dir); err != nil {
+		return 0, err
+	}
 	tmp, err := os.CreateTemp(snapDir, "restore.tmp-*")
 	if err != nil {
-		return err
+		return 0, err
 	}
-	defer os.Remove(tmp.Name())
+	defer os.Remove(tmp.Name()) // a no-op once renamed
 	if _, err := io.Copy(tmp, src); err != nil {
 		tmp.Close()
-		return err
+		return 0, err
 	}
-	// The floor goes down before the snapshot is published: a directory
-	// that holds the snapshot always holds its floor too.
-	if floor, err = engine.RaiseHandleFloor(*dataDir, floor); err != nil {
-		return err
+	if err := publishFile(tmp, filepath.Join(snapDir, fmt.Sprintf("snap-%020d", hdr.Cut))); err != nil {
+		return 0, err
 	}
-	final := filepath.Join(snapDir, fmt.Sprintf("snap-%020d", hdr.Cut))
-	if err := publishFile(tmp, final); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "restored %s into %s: the server will start from log record %d with handles above %d\n", *in, *dataDir, hdr.Cut+1, floor)
-	return nil
+	return floor, engine.RemoveRestoreMarker(dir)
 }
 
 // restoreFloor is the handle floor a restore writes: above every handle the

@@ -20,7 +20,7 @@ const RestoreMarkerFile = "RESTORING"
 // ownedFiles are the regular files latch keeps at the top of a data
 // directory; a crash can leave "<name>.tmp-*" beside each. "wal-tail"
 // holds the first sequence of the newest log segment.
-var ownedFiles = []string{"LOCK", HandleFloorFile, "wal-tail", RestoreMarkerFile}
+var ownedFiles = []string{"LOCK", HandleFloorFile, WalTailFile, RestoreMarkerFile}
 
 // ownedDirs are the directories latch keeps there. It never makes a
 // directory inside them.

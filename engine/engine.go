@@ -207,6 +207,7 @@ func Open(cfg Config) (*Engine, error) {
 		StartAfter:  cut,
 		OnCommit:    cfg.OnCommit,
 		OnNoRoom:    cfg.OnLogNoRoom,
+		TailFile:    filepath.Join(cfg.Dir, WalTailFile),
 		Replay: func(seq uint64, payload []byte) error {
 			if seq <= cut {
 				return nil // already in the snapshot
@@ -215,6 +216,9 @@ func Open(cfg Config) (*Engine, error) {
 			return e.replayRecord(payload)
 		},
 	})
+	if ce := (*wal.CorruptError)(nil); errors.As(err, &ce) {
+		err = fmt.Errorf("%w; to start from what comes before the damage: latch recover --data-dir %s", err, cfg.Dir)
+	}
 	if err != nil {
 		lf.Close()
 		return nil, err
@@ -230,7 +234,19 @@ func Open(cfg Config) (*Engine, error) {
 		e.log.Close()
 		lf.Close()
 		return nil, fmt.Errorf("engine: the log in %s starts at record %d but the newest usable snapshot covers only up to record %d: "+
-			"records in between are missing (restore a snapshot, see docs/OPERATIONS.md)", filepath.Join(cfg.Dir, "wal"), first, cut)
+			"records in between are missing, acknowledged writes and held locks with them; restore a backup (latch snapshot restore), "+
+			"or start from what is left with: latch recover --data-dir %s (see docs/OPERATIONS.md)", filepath.Join(cfg.Dir, "wal"), first, cut, cfg.Dir)
+	}
+	// A snapshot is published only once its cut is durable in the log, so
+	// a log ending before the cut lost its newest segments (and its tail
+	// marker with them). Appending would reuse sequence numbers the
+	// snapshot already holds, and the next start would skip those records.
+	if last := e.log.LastSeq(); last < cut {
+		e.log.Close()
+		lf.Close()
+		return nil, fmt.Errorf("engine: the log in %s ends at record %d but the newest usable snapshot covers up to record %d: "+
+			"the log's newest segments are missing, and any acknowledged write and held lock after record %d with them; restore a backup (latch snapshot restore), "+
+			"or start from what is left with: latch recover --data-dir %s (see docs/OPERATIONS.md)", filepath.Join(cfg.Dir, "wal"), last, cut, cut, cfg.Dir)
 	}
 	// The floor goes in after replay, so it only ever raises the counter
 	// the snapshot and the log restored (see fence.go).

@@ -58,6 +58,9 @@ type plEvent struct {
 	durLen     map[string]int64 // rel path -> bytes of it that are durable
 	durNames   map[string]bool  // rel paths whose directory entry is durable
 	vol        map[string]int64 // rel path -> size seen (files), -1 (directories)
+	// The tail marker is replaced by rename, not appended to: its content
+	// now (tail), and as of the data directory's last fsync (durTail).
+	tail, durTail []byte
 }
 
 // plRecorder is the SyncHook: it keeps the event trace and the content of
@@ -70,6 +73,7 @@ type plRecorder struct {
 	events   []plEvent
 	durLen   map[string]int64
 	durNames map[string]bool
+	durTail  []byte
 	content  map[string][]byte
 	problems []string
 }
@@ -120,11 +124,24 @@ func (r *plRecorder) hook(step, file string, size int64) {
 				r.durNames[prefix+n.Name()] = true
 			}
 		}
+		if rel == "." {
+			r.durTail = r.readTail()
+		}
 	default:
 		r.problems = append(r.problems, "unknown sync step "+step)
 	}
-	r.events = append(r.events, plEvent{step: step, file: rel, durLen: clone(r.durLen), durNames: clone(r.durNames), vol: r.look()})
+	r.events = append(r.events, plEvent{step: step, file: rel, durLen: clone(r.durLen), durNames: clone(r.durNames), vol: r.look(),
+		tail: r.readTail(), durTail: r.durTail})
 	r.n.Store(int64(len(r.events)))
+}
+
+// readTail reads the tail marker, nil if there is none.
+func (r *plRecorder) readTail() []byte {
+	b, err := os.ReadFile(filepath.Join(r.root, WalTailFile))
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // look lists the data directory (sizes, -1 for directories) and reads every
@@ -519,11 +536,43 @@ func (r *plRecorder) buildImage(k int, kind string, rng *rand.Rand) (img plImage
 	for _, n := range damageable {
 		img.desc = append(img.desc, fmt.Sprintf("%s %d of %d bytes (durable %d)", n, len(img.files[n]), len(r.content[n]), lo[n]))
 	}
+	img.tailMarker(ev, next, segs, kind, rng)
 	return img, true
+}
+
+// tailMarker puts the tail marker into the image: the one durable at the
+// moment, or one renamed over it since (what the process saw at the
+// moment or at the next event), whole, as a rename leaves it.
+func (img *plImage) tailMarker(ev, next plEvent, segs []string, kind string, rng *rand.Rand) {
+	tail := ev.durTail
+	switch kind {
+	case "all-written", "trailing-zeros", "zero-512", "zero-4k":
+		tail = next.tail
+	case "durable-only", "names-only":
+	default:
+		tail = [][]byte{ev.durTail, ev.tail, next.tail}[rng.IntN(3)]
+	}
+	if tail == nil {
+		img.desc = append(img.desc, "no tail marker")
+		return
+	}
+	img.files[WalTailFile] = tail
+	newest := "none"
+	if len(segs) > 0 {
+		newest = strings.TrimLeft(filepath.Base(segs[len(segs)-1]), "0")
+	}
+	state := "names the newest segment"
+	if newest != strings.TrimSpace(string(tail)) {
+		state = "behind the newest segment"
+	}
+	img.desc = append(img.desc, fmt.Sprintf("tail marker %s %s (%s)", strings.TrimSpace(string(tail)), state, newest))
 }
 
 // write puts the image into dir.
 func (img plImage) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	for d := range img.dirs {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err
@@ -645,6 +694,8 @@ var plStates = []struct{ name, marker string }{
 	{"snapshot-publish-lost", "lost snap/snap-"},
 	{"rename-lost-temp-kept", "its temp file kept"},
 	{"old-snapshot-removed", "removed snap/"},
+	{"tail-marker-behind", "behind the newest segment"},
+	{"tail-marker-current", "names the newest segment"},
 }
 
 func (img plImage) states() []string {

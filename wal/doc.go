@@ -74,6 +74,11 @@
 //     partial last segment; this is a torn tail like any other. tidwall/wal
 //     fsyncs a segment before it creates the next, so every segment but the
 //     last is complete.
+//   - A log whose newest segments are missing looks like a log that ended
+//     there. Options.TailFile, a marker outside the log directory, holds
+//     the first sequence of the newest segment, moved before anything in a
+//     new segment is acknowledged; Open refuses (*EndsEarlyError) a log with
+//     no segment at or after it. Salvage is the way out (latch recover).
 //
 // # Room on disk
 //

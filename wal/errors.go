@@ -25,7 +25,8 @@ type CorruptError struct {
 
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("wal: log corrupt in %s at byte offset %d: %s; refusing to start "+
-		"because acknowledged data may be lost (restore from a backup or move the file aside, see docs/OPERATIONS.md)",
+		"because acknowledged data may be lost (restore a backup with latch snapshot restore, "+
+		"or set the damaged part aside with latch recover; see docs/OPERATIONS.md)",
 		e.File, e.Offset, e.Reason)
 }
 

@@ -24,16 +24,18 @@ type Options struct {
 	OnFail func(error)
 	// FaultHook, if set, is called before each persistence step with
 	// "write", "fsync", "dirsync", "create" (before a write that will start
-	// a new segment file) or "truncate" (before each segment TruncateBefore
-	// removes); an error it returns is treated exactly like a failure of
-	// that step. It exists for fault-injection tests.
+	// a new segment file), "tail" (before the tail marker is moved to a new
+	// segment) or "truncate" (before each segment TruncateBefore removes);
+	// an error it returns is treated exactly like a failure of that step.
+	// It exists for fault-injection tests.
 	FaultHook func(step string) error
 	// SyncHook, if set, is called after each successful fsync (from the
 	// committer, from Open, or from TruncateBefore's caller) with what is
 	// now durable: "fsync" (the tail segment file, durable up to size),
 	// "cycle" (a segment tidwall/wal fsynced and closed while writing a
 	// batch, durable at its full size) and "dirsync" (the log directory:
-	// every name in it now survives a power loss; size 0). It must not
+	// every name in it now survives a power loss; size 0; also the
+	// directory of TailFile after the marker is replaced). It must not
 	// call back into the Log. Power-loss tests build crash images from it
 	// (engine/powerloss_test.go).
 	SyncHook func(step, file string, size int64)
@@ -43,6 +45,11 @@ type Options struct {
 	// StartAfter, for a directory with no log yet, makes the first record's
 	// sequence StartAfter+1 (a data directory restored from a snapshot).
 	StartAfter uint64
+	// TailFile, if set, is the tail marker: a file outside dir that holds
+	// the first sequence of the newest segment, so Open can refuse a log
+	// whose newest segments are missing (see tail.go). Its directory must
+	// exist.
+	TailFile string
 	// OnCommit, if set, is called from the committer goroutine after each
 	// successful batch with its record count, its bytes on disk and how
 	// long its fsync took. It runs just before the batch's Ticket resolves
@@ -109,6 +116,7 @@ type Log struct {
 	size     atomic.Int64 // bytes in all segment files, for Size
 	first    uint64
 	durable  atomic.Uint64
+	marked   atomic.Uint64 // the tail marker's durable value (TailFile)
 	repair   *Repair
 	failOnce sync.Once
 	// Only Open and then the committer reserve room, one after the other.
@@ -124,6 +132,19 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
+	}
+	var marked uint64
+	if opts.TailFile != "" {
+		if err := removeTailTemps(opts.TailFile); err != nil {
+			return nil, err
+		}
+		// Before startAfter: a log directory deleted beside a snapshot
+		// must be refused, not rebuilt empty at the snapshot's cut.
+		m, err := checkTail(dir, opts.TailFile)
+		if err != nil {
+			return nil, err
+		}
+		marked = m
 	}
 	if err := startAfter(dir, opts.StartAfter); err != nil {
 		return nil, err
@@ -173,6 +194,22 @@ func Open(dir string, opts Options) (*Log, error) {
 		repair:   res.repair,
 	}
 	l.durable.Store(res.last)
+	l.marked.Store(marked)
+	// A directory from a version without the marker, or one whose marker
+	// lags (a crash before it moved), is protected from here on.
+	if newest := segs[len(segs)-1].first; opts.TailFile != "" && marked != newest {
+		// The log directory may be new, its name not yet durable: a crash
+		// must never keep a marker without the log it describes.
+		if err := SyncDir(filepath.Dir(opts.TailFile)); err != nil {
+			tl.Close()
+			return nil, err
+		}
+		l.synced("dirsync", filepath.Dir(opts.TailFile), 0)
+		if err := l.markTail(newest); err != nil {
+			tl.Close()
+			return nil, err
+		}
+	}
 	size, err := segmentBytes(dir)
 	if err != nil {
 		tl.Close()
@@ -303,6 +340,16 @@ func (l *Log) commit(b *batch) (time.Duration, error) {
 				return fsync, err
 			}
 			l.synced("dirsync", l.dir, 0)
+		}
+		// The new segment's name is durable; no record in it is
+		// acknowledged before the marker names it.
+		if l.opts.TailFile != "" {
+			if err := l.step("tail"); err != nil {
+				return fsync, fmt.Errorf("tail marker: %w", err)
+			}
+			if err := l.markTail(l.segFirst); err != nil {
+				return fsync, err
+			}
 		}
 	}
 	return fsync, nil

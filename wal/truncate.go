@@ -37,6 +37,12 @@ func (l *Log) TruncateBefore(cut uint64, afterEach func()) (removed []string, er
 		if segs[i+1].first-1 > cut {
 			break
 		}
+		// Until the marker names the next segment, that segment's name may
+		// not be durable yet, and this one may be all a crash leaves of
+		// the log's end (see tail.go).
+		if l.opts.TailFile != "" && segs[i+1].first > l.marked.Load() {
+			break
+		}
 		if err := l.step("truncate"); err != nil {
 			return removed, fmt.Errorf("wal: removing %s: %w", segs[i].path, err)
 		}

@@ -26,6 +26,7 @@ var faultStepArgs = []string{"--segment-size", "4096", "--snapshot-every-records
 func TestFaultStepsFatal(t *testing.T) {
 	cases := []struct{ spec, why string }{
 		{"create:2", "a new segment could not be created: the log fails stop"},
+		{"tail:2", "the tail marker could not be moved to a new segment: the log fails stop, and the marker one segment behind is harmless"},
 		{"snapshot-dirsync:1", "a snapshot was renamed into place but its directory fsync failed"},
 		{"truncate:1", "removing what a published snapshot made obsolete failed"},
 		{"truncate:2", "a later removal failed, after part of the truncation"},

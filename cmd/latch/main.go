@@ -3,6 +3,7 @@
 //	latch serve [flags]      run the server (see latch serve -h)
 //	latch loadtest [flags]   load-test a running server over HTTP
 //	latch snapshot ...       save, restore and inspect snapshots
+//	latch recover            start again from a damaged or shortened log
 //	latch version
 //	latch lock|get|set|del|watch|incr|seq|locks   client verbs (cli_*.go)
 package main
@@ -22,6 +23,10 @@ Usage:
   latch loadtest [flags]    load-test a running server (latch loadtest -h)
   latch snapshot save|restore|inspect
                             back up, restore and examine snapshots
+  latch recover --data-dir DIR
+                            when the server refuses a log that is damaged or
+                            ends early: set aside what it cannot use, never
+                            reissuing a lock handle (latch recover -h)
   latch version             print the version
   latch lock|get|set|del|watch|incr|seq|locks ...
                             client verbs: see latch help
@@ -42,6 +47,8 @@ func main() {
 		code = loadtest(os.Args[2:])
 	case "snapshot":
 		code = snapshotCmd(os.Args[2:])
+	case "recover":
+		code = recoverCmd(os.Args[2:])
 	case "version", "--version":
 		fmt.Println("latch", version)
 	case "help", "-h", "--help":

@@ -371,9 +371,9 @@ const (
 )
 
 // faultSteps are the persistence steps LATCH_TEST_FAULT can fail: the
-// log's (write, fsync, dirsync, create), a snapshot's publish and the
+// log's (write, fsync, dirsync, create, tail), a snapshot's publish and the
 // truncation after it (see docs/OPERATIONS.md for what each failure does).
-var faultSteps = []string{"write", "fsync", "dirsync", "create",
+var faultSteps = []string{"write", "fsync", "dirsync", "create", "tail",
 	"snapshot-write", "snapshot-fsync", "snapshot-rename", "snapshot-dirsync", "truncate"}
 
 // newLogger builds the server's structured logger on w: JSON for log

@@ -25,6 +25,8 @@ type shard struct {
 	buf        []byte
 	replaying  bool
 	stats      shardStats // written by the loop, read by Engine.Stats
+	views      viewIndex  // sorted indexes the admin views page through
+	viewVisits int64      // index entries admin views visited on the loop, for tests
 }
 
 type drainCmd struct{ done chan struct{} }
@@ -54,7 +56,11 @@ func (s *shard) namespace(name string) *namespace {
 	if ns == nil {
 		ns = newNamespace(name)
 		ns.stats = &s.stats
+		ns.views = &s.views
 		s.nss[name] = ns
+	}
+	if !s.replaying {
+		s.views.touch(ns) // finishReplay lists what replay built, all at once
 	}
 	return ns
 }
@@ -90,6 +96,7 @@ func (s *shard) run() {
 			return
 		}
 		s.housekeep()
+		s.views.syncNames()
 		s.stats.busyNs.Add(int64(time.Since(start)))
 	}
 }
@@ -102,6 +109,7 @@ func (s *shard) housekeep() {
 		ie := heap.Pop(&s.idemQueue).(idemEntry)
 		if exp, ok := ie.ns.idem.Get(ie.id); ok && exp == ie.expMs {
 			ie.ns.idem.Delete(ie.id)
+			s.views.touch(ie.ns)
 		}
 	}
 	if len(s.deadlines) == 0 {
@@ -186,6 +194,7 @@ func (s *shard) settleLock(ns *namespace, key string, now int64) {
 	if l == nil {
 		return
 	}
+	s.views.touch(ns)
 	if l.handle != 0 && l.deadlineMs <= now {
 		l.handle, l.deadlineMs = 0, 0 // expiry needs no record: replay sees the deadline
 		ns.held.Delete(key)
@@ -235,6 +244,7 @@ func (s *shard) watch(op *watchOp) {
 		if q == nil {
 			q = &waitQueue[*watchOp]{count: &s.stats.watchers}
 			ns.watchers[op.key] = q
+			s.views.addWatch(ns.name, op.key)
 		}
 		q.push(op)
 		return
@@ -272,6 +282,7 @@ func (s *shard) notifyWatchers(ns *namespace, key string, t *wal.Ticket) {
 		ns.watchers[key] = &keep
 	} else {
 		delete(ns.watchers, key)
+		s.views.dropWatch(ns.name, key)
 	}
 }
 
@@ -281,6 +292,7 @@ func (s *shard) gone(n goneNote) {
 	if ns == nil {
 		return
 	}
+	s.views.touch(ns)
 	if n.do != nil {
 		if l := ns.locks[n.key]; l != nil {
 			l.waiters.noteCanceled(n.do)
@@ -292,6 +304,7 @@ func (s *shard) gone(n goneNote) {
 		q.noteCanceled(n.watch)
 		if q.live() == 0 {
 			delete(ns.watchers, n.key)
+			s.views.dropWatch(ns.name, n.key)
 		}
 	}
 }
@@ -314,7 +327,9 @@ func (s *shard) drain() {
 				}
 			}
 			delete(ns.watchers, key)
+			s.views.dropWatch(ns.name, key)
 		}
+		s.views.touch(ns)
 	}
 }
 
@@ -329,6 +344,7 @@ func (s *shard) finishReplay(now int64) {
 				s.deadlines.track(l)
 			} else {
 				delete(ns.locks, key)
+				ns.views.dropLock(ns.name, key)
 				ns.held.Delete(key)
 			}
 		}
@@ -344,6 +360,8 @@ func (s *shard) finishReplay(now int64) {
 		for _, id := range expired {
 			ns.idem.Delete(id)
 		}
+		s.views.touch(ns)
+		s.views.syncNames()
 	}
 	heap.Init(&s.idemQueue)
 	s.stats.held.Store(int64(len(s.deadlines)))

@@ -39,6 +39,8 @@ type namespace struct {
 	idem     btree.Map[string, int64]    // id -> expiry unix ms
 	watchers map[string]*waitQueue[*watchOp]
 	stats    *shardStats // the owning shard's gauges, for new wait queues
+	views    *viewIndex  // the owning shard's index for admin views
+	listed   bool        // in views.names: had state when last synced
 }
 
 // heldLock is a lock's holder as a value, for the held B-tree.
@@ -63,6 +65,7 @@ func (ns *namespace) lock(key string) *lockState {
 			l.waiters.count = &ns.stats.waiters
 		}
 		ns.locks[key] = l
+		ns.views.addLock(ns.name, key)
 	}
 	return l
 }
@@ -73,6 +76,7 @@ func (ns *namespace) lock(key string) *lockState {
 func (ns *namespace) dropLockIfIdle(key string, l *lockState) {
 	if l.handle == 0 && l.waiters.live() == 0 {
 		delete(ns.locks, key)
+		ns.views.dropLock(ns.name, key)
 	}
 }
 

@@ -344,7 +344,7 @@ func (s *shard) finishReplay(now int64) {
 				s.deadlines.track(l)
 			} else {
 				delete(ns.locks, key)
-				ns.views.dropLock(ns.name, key)
+				ns.views.dropLock(l)
 				ns.held.Delete(key)
 			}
 		}

@@ -23,6 +23,7 @@ type lockState struct {
 	deadlineMs int64
 	heapIdx    int // position in the shard's lockHeap, -1 when not held
 	waiters    waitQueue[*doOp]
+	viewKey    string // indexKey(ns.name, key), its entry in viewIndex.locks
 }
 
 func (l *lockState) heldAt(nowMs int64) bool { return l.handle != 0 && l.deadlineMs > nowMs }
@@ -60,12 +61,12 @@ func newNamespace(name string) *namespace {
 func (ns *namespace) lock(key string) *lockState {
 	l := ns.locks[key]
 	if l == nil {
-		l = &lockState{ns: ns, key: key, heapIdx: -1}
+		l = &lockState{ns: ns, key: key, heapIdx: -1, viewKey: indexKey(ns.name, key)}
 		if ns.stats != nil {
 			l.waiters.count = &ns.stats.waiters
 		}
 		ns.locks[key] = l
-		ns.views.addLock(ns.name, key)
+		ns.views.addLock(l)
 	}
 	return l
 }
@@ -76,7 +77,7 @@ func (ns *namespace) lock(key string) *lockState {
 func (ns *namespace) dropLockIfIdle(key string, l *lockState) {
 	if l.handle == 0 && l.waiters.live() == 0 {
 		delete(ns.locks, key)
-		ns.views.dropLock(ns.name, key)
+		ns.views.dropLock(l)
 	}
 }
 

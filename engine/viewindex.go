@@ -56,15 +56,17 @@ func (v *viewIndex) syncNames() {
 	v.touched = v.touched[:0]
 }
 
-func (v *viewIndex) addLock(ns, key string) {
+// addLock and dropLock take the lock's own indexKey, made once when the
+// lock entry is, since locks come and go with every acquire and release.
+func (v *viewIndex) addLock(l *lockState) {
 	if v != nil {
-		v.locks.Insert(indexKey(ns, key))
+		v.locks.Insert(l.viewKey)
 	}
 }
 
-func (v *viewIndex) dropLock(ns, key string) {
+func (v *viewIndex) dropLock(l *lockState) {
 	if v != nil {
-		v.locks.Delete(indexKey(ns, key))
+		v.locks.Delete(l.viewKey)
 	}
 }
 

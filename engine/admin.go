@@ -212,8 +212,9 @@ func (e *Engine) NamespacesPage(ctx context.Context, after string, limit int) (N
 	out, more, err := pageOf(ctx, e, "", limit, func(s *shard, n int) []NamespaceInfo {
 		var part []NamespaceInfo
 		ascendAfter(&s.views.names, after, &s.viewVisits, func(name string) bool {
-			ns := s.nss[name]
-			part = append(part, NamespaceInfo{Name: name, Keys: ns.kv.Len(), Counters: ns.counters.Len(), Locks: ns.held.Len(), Revision: ns.rev})
+			if ns := s.nss[name]; ns != nil {
+				part = append(part, NamespaceInfo{Name: name, Keys: ns.kv.Len(), Counters: ns.counters.Len(), Locks: ns.held.Len(), Revision: ns.rev})
+			}
 			return len(part) < n
 		})
 		return part
@@ -255,7 +256,7 @@ func (e *Engine) LocksPage(ctx context.Context, ns string, after Cursor, limit i
 			if ns != "" && name != ns {
 				return false
 			}
-			if l := s.nss[name].locks[key]; l != nil && l.heldAt(now) {
+			if l := s.lockOf(name, key); l != nil && l.heldAt(now) {
 				part = append(part, LockInfo{Namespace: name, Key: key, Handle: l.handle, TillMs: l.deadlineMs, Waiters: l.waiters.live()})
 			}
 			return len(part) < n
@@ -276,7 +277,7 @@ func (e *Engine) WatchesPage(ctx context.Context, ns string, after Cursor, limit
 			if ns != "" && name != ns {
 				return false
 			}
-			if q := s.nss[name].watchers[key]; q != nil && q.live() > 0 {
+			if q := s.watchQueueOf(name, key); q != nil && q.live() > 0 {
 				part = append(part, WatchInfo{Namespace: name, Key: key, Watchers: q.live()})
 			}
 			return len(part) < n

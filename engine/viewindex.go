@@ -101,3 +101,18 @@ func (ns *namespace) hasState() bool {
 	return ns.rev != 0 || ns.kv.Len() > 0 || ns.counters.Len() > 0 || ns.seqs.Len() > 0 ||
 		len(ns.locks) > 0 || len(ns.watchers) > 0 || ns.idem.Len() > 0
 }
+
+// lockOf and watchQueueOf look an index entry up; nil if it is gone.
+func (s *shard) lockOf(ns, key string) *lockState {
+	if space := s.nss[ns]; space != nil {
+		return space.locks[key]
+	}
+	return nil
+}
+
+func (s *shard) watchQueueOf(ns, key string) *waitQueue[*watchOp] {
+	if space := s.nss[ns]; space != nil {
+		return space.watchers[key]
+	}
+	return nil
+}

@@ -201,13 +201,26 @@ type HeldLock struct {
 func (h HeldLock) Till() time.Time { return time.UnixMilli(h.TillMs) }
 
 // AdminLocks lists held locks (all namespaces if ns is empty), sorted by
-// namespace then key. It needs the admin token when auth is on.
+// namespace then key, following the view's pages to the last one. It
+// needs the admin token when auth is on.
 func (c *Client) AdminLocks(ctx context.Context, ns string) ([]HeldLock, error) {
-	path := "/admin/locks"
+	var all []HeldLock
+	q := url.Values{"limit": {"1000"}}
 	if ns != "" {
-		path += "?ns=" + url.QueryEscape(ns)
+		q.Set("ns", ns)
 	}
-	var out struct{ Locks []HeldLock }
-	_, err := c.send(ctx, http.MethodGet, path, nil, c.retry.MaxAttempts, &out)
-	return out.Locks, err
+	for {
+		var page struct {
+			Locks []HeldLock
+			Next  string
+		}
+		if _, err := c.send(ctx, http.MethodGet, "/admin/locks?"+q.Encode(), nil, c.retry.MaxAttempts, &page); err != nil {
+			return all, err
+		}
+		all = append(all, page.Locks...)
+		if page.Next == "" {
+			return all, nil
+		}
+		q.Set("after", page.Next)
+	}
 }

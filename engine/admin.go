@@ -16,17 +16,26 @@ import (
 // Every view is read on the shard loops (an inspect command per shard), the
 // only goroutines allowed to touch their state, and is a copy by the time
 // it is returned: it may be stale a moment later, never torn. Views are
-// small fixed-cost scans meant for a page polled about once a second, not
-// for the hot path.
+// paged: a page starts after a cursor in each shard's sorted view index
+// (viewIndex) and visits at most limit+1 entries there, so a loop spends
+// the same on a page with a thousand namespaces as with a million; the
+// shards' parts are merged and sorted off the loop.
 
 // ErrLockNotHeld: a force release found nobody holding the lock. It lives
 // here rather than in errors.go only to keep this feature in one file.
 var ErrLockNotHeld = errors.New("engine: the lock is not held")
 
-// Paging limits of Keys.
+// Paging limits of every view: entries per page when the caller gives no
+// limit, and the most a caller may ask for.
 const (
-	DefaultKeysLimit = 100 // keys per page when the caller gives no limit
-	MaxKeysLimit     = 1000
+	DefaultPageLimit = 100
+	MaxPageLimit     = 1000
+)
+
+// Paging limits of Keys, the same as every view's.
+const (
+	DefaultKeysLimit = DefaultPageLimit
+	MaxKeysLimit     = MaxPageLimit
 	// maxKeysPageBytes ends a page early once its values add up to this,
 	// so a page of 1,000 large values cannot hold the loop or the reply
 	// hostage; Next then says where to go on.
@@ -139,89 +148,200 @@ func eachShard[T any](ctx context.Context, e *Engine, ns string, f func(s *shard
 	return all, nil
 }
 
-// namespacesOf lists the namespaces of s to look at: all, or only name.
-func (s *shard) namespacesOf(name string) []*namespace {
-	if name != "" {
-		if ns := s.nss[name]; ns != nil {
-			return []*namespace{ns}
-		}
-		return nil
+// pageLimit applies the default and the maximum of every view's limit.
+func pageLimit(limit int) (int, error) {
+	if limit <= 0 {
+		return DefaultPageLimit, nil
 	}
-	out := make([]*namespace, 0, len(s.nss))
-	for _, ns := range s.nss {
-		out = append(out, ns)
+	if limit > MaxPageLimit {
+		return 0, errorf(ErrInvalid, "limit %d is over the maximum of %d entries per page", limit, MaxPageLimit)
 	}
-	return out
+	return limit, nil
 }
 
-// Namespaces lists every namespace that has any state, sorted by name.
-func (e *Engine) Namespaces(ctx context.Context) ([]NamespaceInfo, error) {
-	out, err := eachShard(ctx, e, "", func(s *shard) []NamespaceInfo {
-		now := nowMs()
+// pageOf asks each shard (or only ns's) for its first limit+1 entries
+// after the cursor, then keeps the first limit of them all in order; more
+// says whether any entry follows the page. Each shard's part is its
+// smallest entries, so the merged page is the smallest of all.
+func pageOf[T any](ctx context.Context, e *Engine, ns string, limit int, part func(s *shard, n int) []T, less func(a, b T) bool) ([]T, bool, error) {
+	limit, err := pageLimit(limit)
+	if err != nil {
+		return nil, false, err
+	}
+	all, err := eachShard(ctx, e, ns, func(s *shard) []T { return part(s, limit+1) })
+	if err != nil {
+		return nil, false, err
+	}
+	sort.Slice(all, func(i, j int) bool { return less(all[i], all[j]) })
+	if len(all) > limit {
+		return all[:limit], true, nil
+	}
+	return all, false, nil
+}
+
+// Cursor is where a page of locks or watches starts: after this
+// namespace and key. The zero Cursor starts at the beginning.
+type Cursor struct {
+	Namespace string
+	Key       string
+}
+
+// NamespacePage is one page of namespaces, by name.
+type NamespacePage struct {
+	Namespaces []NamespaceInfo
+	More       bool // more follow; pass the last Name as after for them
+}
+
+// LockPage is one page of held locks, by namespace then key.
+type LockPage struct {
+	Locks []LockInfo
+	More  bool // more follow; pass the last lock's Namespace and Key as after
+}
+
+// WatchPage is one page of watched keys, by namespace then key.
+type WatchPage struct {
+	Watches []WatchInfo
+	More    bool // more follow; pass the last entry's Namespace and Key as after
+}
+
+// NamespacesPage lists up to limit namespaces with any state whose names
+// sort after after. limit <= 0 means DefaultPageLimit; above MaxPageLimit
+// is ErrInvalid. Locks counts held locks, a lock whose deadline just
+// passed until its timer releases it, as Stats does.
+func (e *Engine) NamespacesPage(ctx context.Context, after string, limit int) (NamespacePage, error) {
+	out, more, err := pageOf(ctx, e, "", limit, func(s *shard, n int) []NamespaceInfo {
 		var part []NamespaceInfo
-		for _, ns := range s.nss {
-			held := 0
-			for _, l := range ns.locks {
-				if l.heldAt(now) {
-					held++
-				}
+		ascendAfter(&s.views.names, after, &s.viewVisits, func(name string) bool {
+			if ns := s.nss[name]; ns != nil {
+				part = append(part, NamespaceInfo{Name: name, Keys: ns.kv.Len(), Counters: ns.counters.Len(), Locks: ns.held.Len(), Revision: ns.rev})
 			}
-			if !ns.hasState() {
-				continue
-			}
-			part = append(part, NamespaceInfo{Name: ns.name, Keys: ns.kv.Len(), Counters: ns.counters.Len(), Locks: held, Revision: ns.rev})
-		}
+			return len(part) < n
+		})
 		return part
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, err
+	}, func(a, b NamespaceInfo) bool { return a.Name < b.Name })
+	return NamespacePage{Namespaces: out, More: more}, err
+}
+
+// pivotOf is where a walk of a (namespace, key) index starts: after the
+// cursor, and inside namespace ns when one is given.
+func pivotOf(ns string, after Cursor) string {
+	pivot := indexKey(after.Namespace, after.Key)
+	if after.Namespace == "" && after.Key == "" {
+		pivot = ""
+	}
+	if ns != "" && pivot < indexKey(ns, "") {
+		// A cursor before ns: start at ns's first key (keys are never
+		// empty, so skipping an entry equal to the pivot loses nothing).
+		pivot = indexKey(ns, "")
+	}
+	return pivot
+}
+
+func lessNsKey(an, ak, bn, bk string) bool {
+	if an != bn {
+		return an < bn
+	}
+	return ak < bk
+}
+
+// LocksPage lists up to limit held locks of namespace ns ("" = every
+// namespace) after the cursor, by namespace then key.
+func (e *Engine) LocksPage(ctx context.Context, ns string, after Cursor, limit int) (LockPage, error) {
+	pivot := pivotOf(ns, after)
+	out, more, err := pageOf(ctx, e, ns, limit, func(s *shard, n int) []LockInfo {
+		now := nowMs()
+		var part []LockInfo
+		ascendAfter(&s.views.locks, pivot, &s.viewVisits, func(k string) bool {
+			name, key := splitIndexKey(k)
+			if ns != "" && name != ns {
+				return false
+			}
+			if l := s.lockOf(name, key); l != nil && l.heldAt(now) {
+				part = append(part, LockInfo{Namespace: name, Key: key, Handle: l.handle, TillMs: l.deadlineMs, Waiters: l.waiters.live()})
+			}
+			return len(part) < n
+		})
+		return part
+	}, func(a, b LockInfo) bool { return lessNsKey(a.Namespace, a.Key, b.Namespace, b.Key) })
+	return LockPage{Locks: out, More: more}, err
+}
+
+// WatchesPage lists up to limit keys with parked watchers of namespace ns
+// ("" = every namespace) after the cursor, by namespace then key.
+func (e *Engine) WatchesPage(ctx context.Context, ns string, after Cursor, limit int) (WatchPage, error) {
+	pivot := pivotOf(ns, after)
+	out, more, err := pageOf(ctx, e, ns, limit, func(s *shard, n int) []WatchInfo {
+		var part []WatchInfo
+		ascendAfter(&s.views.watches, pivot, &s.viewVisits, func(k string) bool {
+			name, key := splitIndexKey(k)
+			if ns != "" && name != ns {
+				return false
+			}
+			if q := s.watchQueueOf(name, key); q != nil && q.live() > 0 {
+				part = append(part, WatchInfo{Namespace: name, Key: key, Watchers: q.live()})
+			}
+			return len(part) < n
+		})
+		return part
+	}, func(a, b WatchInfo) bool { return lessNsKey(a.Namespace, a.Key, b.Namespace, b.Key) })
+	return WatchPage{Watches: out, More: more}, err
+}
+
+// Namespaces lists every namespace that has any state, sorted by name,
+// walking NamespacesPage a page at a time: each loop visit stays small,
+// though the whole list is built in memory. For tests and tools.
+func (e *Engine) Namespaces(ctx context.Context) ([]NamespaceInfo, error) {
+	var all []NamespaceInfo
+	after := ""
+	for {
+		p, err := e.NamespacesPage(ctx, after, MaxPageLimit)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, p.Namespaces...)
+		if !p.More {
+			return all, nil
+		}
+		after = p.Namespaces[len(p.Namespaces)-1].Name
+	}
 }
 
 // Locks lists the held locks of namespace ns ("" = every namespace),
-// sorted by namespace then key.
+// sorted by namespace then key, a page at a time as Namespaces does.
 func (e *Engine) Locks(ctx context.Context, ns string) ([]LockInfo, error) {
-	out, err := eachShard(ctx, e, ns, func(s *shard) []LockInfo {
-		now := nowMs()
-		var part []LockInfo
-		for _, space := range s.namespacesOf(ns) {
-			for key, l := range space.locks {
-				if l.heldAt(now) {
-					part = append(part, LockInfo{Namespace: space.name, Key: key, Handle: l.handle, TillMs: l.deadlineMs, Waiters: l.waiters.live()})
-				}
-			}
+	var all []LockInfo
+	var after Cursor
+	for {
+		p, err := e.LocksPage(ctx, ns, after, MaxPageLimit)
+		if err != nil {
+			return nil, err
 		}
-		return part
-	})
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Namespace != out[j].Namespace {
-			return out[i].Namespace < out[j].Namespace
+		all = append(all, p.Locks...)
+		if !p.More {
+			return all, nil
 		}
-		return out[i].Key < out[j].Key
-	})
-	return out, err
+		last := p.Locks[len(p.Locks)-1]
+		after = Cursor{last.Namespace, last.Key}
+	}
 }
 
 // Watches lists the keys of namespace ns ("" = every namespace) that have
-// parked watchers, sorted by namespace then key.
+// parked watchers, sorted by namespace then key, a page at a time.
 func (e *Engine) Watches(ctx context.Context, ns string) ([]WatchInfo, error) {
-	out, err := eachShard(ctx, e, ns, func(s *shard) []WatchInfo {
-		var part []WatchInfo
-		for _, space := range s.namespacesOf(ns) {
-			for key, q := range space.watchers {
-				if n := q.live(); n > 0 {
-					part = append(part, WatchInfo{Namespace: space.name, Key: key, Watchers: n})
-				}
-			}
+	var all []WatchInfo
+	var after Cursor
+	for {
+		p, err := e.WatchesPage(ctx, ns, after, MaxPageLimit)
+		if err != nil {
+			return nil, err
 		}
-		return part
-	})
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Namespace != out[j].Namespace {
-			return out[i].Namespace < out[j].Namespace
+		all = append(all, p.Watches...)
+		if !p.More {
+			return all, nil
 		}
-		return out[i].Key < out[j].Key
-	})
-	return out, err
+		last := p.Watches[len(p.Watches)-1]
+		after = Cursor{last.Namespace, last.Key}
+	}
 }
 
 // Keys returns up to limit keys of namespace ns that start with prefix and
@@ -270,24 +390,10 @@ func (e *Engine) Keys(ctx context.Context, ns, prefix, after string, limit int) 
 // size and the newest snapshot from the data directory.
 func (e *Engine) Overview(ctx context.Context) (Overview, error) {
 	type part struct{ nss, held, waiters, watchers int }
+	// The shard's gauges and index sizes: O(1) per shard, however many
+	// namespaces it has.
 	parts, err := eachShard(ctx, e, "", func(s *shard) []part {
-		now := nowMs()
-		var p part
-		for _, ns := range s.nss {
-			if ns.hasState() {
-				p.nss++
-			}
-			for _, l := range ns.locks {
-				if l.heldAt(now) {
-					p.held++
-				}
-				p.waiters += l.waiters.live()
-			}
-			for _, q := range ns.watchers {
-				p.watchers += q.live()
-			}
-		}
-		return []part{p}
+		return []part{{s.views.names.Len(), int(s.stats.held.Load()), int(s.stats.waiters.Load()), int(s.stats.watchers.Load())}}
 	})
 	if err != nil {
 		return Overview{}, err

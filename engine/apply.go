@@ -116,9 +116,16 @@ func (s *shard) evaluate(ns *namespace, req *Request, nowMs int64) (*evaluation,
 		ev.unlock = req.UnlockID
 	}
 
-	// 7. Reads see this request's own writes.
-	for _, key := range req.KVGet {
-		ev.resp.KV = append(ev.resp.KV, s.kvValue(ns, ev.effs, key))
+	// 7. Reads see this request's own writes. The reply's size is checked
+	// here, before anything applies, so a refused read changes nothing.
+	replyBytes := 0
+	for i, key := range req.KVGet {
+		item := s.kvValue(ns, ev.effs, key)
+		replyBytes += ReplyItemBytes(key, item.Value)
+		if req.MaxReplyBytes > 0 && replyBytes > req.MaxReplyBytes {
+			return nil, outFail, errorf(ErrReplyTooLarge, "KVGet[%d] takes the reply past %d bytes (--max-reply-bytes); read fewer or smaller keys per request; nothing in the request was applied", i, req.MaxReplyBytes)
+		}
+		ev.resp.KV = append(ev.resp.KV, item)
 	}
 
 	// Idempotency ids are remembered only if everything else applies.

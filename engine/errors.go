@@ -19,6 +19,7 @@ var (
 	ErrShuttingDown       = errors.New("engine: shutting down")
 	ErrStorageFailed      = errors.New("engine: storage failed")
 	ErrCanceled           = errors.New("engine: request canceled by the caller")
+	ErrReplyTooLarge      = errors.New("engine: the reply would be over the request's MaxReplyBytes")
 )
 
 // Error carries a sentinel Kind and a message that says what to fix.

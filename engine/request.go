@@ -18,6 +18,19 @@ type Request struct {
 	// IdempotencyTTLMs, if above 0, is how long these ids are remembered,
 	// instead of Config.IdempotencyTTL (it is capped to that).
 	IdempotencyTTLMs int64
+	// MaxReplyBytes, if above 0, bounds the bytes KVGet may read (keys and
+	// values, as ReplyItemBytes counts them). A request that reads more
+	// fails whole with ErrReplyTooLarge, before the reply is built and
+	// before any of its effects apply: a few bytes of request naming one
+	// large value many times must not cost the server its reply in memory.
+	MaxReplyBytes int
+}
+
+// ReplyItemBytes is what one KVGet item counts against MaxReplyBytes: its
+// key and value plus the JSON around them, close to its size on the wire.
+func ReplyItemBytes(key string, value []byte) int {
+	const framing = len(`{"Key":"","Value":null,"Version":18446744073709551615},`)
+	return framing + len(key) + len(value)
 }
 
 // KVSet writes (or deletes) one key. Value is stored byte-exact.

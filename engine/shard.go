@@ -27,6 +27,8 @@ type shard struct {
 	buf        []byte
 	replaying  bool
 	stats      shardStats // written by the loop, read by Engine.Stats
+	views      viewIndex  // sorted indexes the admin views page through
+	viewVisits int64      // index entries admin views visited on the loop, for tests
 }
 
 type drainCmd struct{ done chan struct{} }
@@ -59,6 +61,7 @@ func (s *shard) namespace(name string) *namespace {
 		ns = newNamespace(name)
 		ns.stats = &s.stats
 		ns.parked = &s.e.lockWaiters
+		ns.views = &s.views
 		s.nss[name] = ns
 	}
 	s.mark(ns)
@@ -84,11 +87,14 @@ func (s *shard) mark(ns *namespace) {
 
 // sweep frees the marked namespaces that hold nothing, so reads, refused
 // requests and finished waits leave no lasting state, and a namespace
-// whose state was all undone is freed. It runs between inputs, never
-// while a handler still holds a namespace.
+// whose state was all undone is freed; it lists the rest in the admin
+// views' index. It runs between inputs, never while a handler still holds
+// a namespace.
 func (s *shard) sweep() {
 	for _, ns := range s.dirty {
-		if s.nss[ns.name] == ns && !ns.hasState() {
+		has := ns.hasState()
+		s.views.list(ns, has)
+		if !has && s.nss[ns.name] == ns {
 			delete(s.nss, ns.name)
 		}
 	}
@@ -284,6 +290,7 @@ func (s *shard) watch(op *watchOp) {
 		if q == nil {
 			q = &waitQueue[*watchOp]{count: &s.stats.watchers}
 			ns.watchers[op.key] = q
+			s.views.addWatch(ns.name, op.key)
 		}
 		q.push(op)
 		return
@@ -321,6 +328,7 @@ func (s *shard) notifyWatchers(ns *namespace, key string, t *wal.Ticket) {
 		ns.watchers[key] = &keep
 	} else {
 		delete(ns.watchers, key)
+		s.views.dropWatch(ns.name, key)
 	}
 }
 
@@ -342,6 +350,7 @@ func (s *shard) gone(n goneNote) {
 		q.noteCanceled(n.watch)
 		if q.live() == 0 {
 			delete(ns.watchers, n.key)
+			s.views.dropWatch(ns.name, n.key)
 		}
 	}
 }
@@ -366,6 +375,7 @@ func (s *shard) drain() {
 				}
 			}
 			delete(ns.watchers, key)
+			s.views.dropWatch(ns.name, key)
 		}
 	}
 }
@@ -376,12 +386,14 @@ func (s *shard) drain() {
 func (s *shard) finishReplay(now int64) {
 	s.replaying = false
 	clear(s.dirty)
+	s.dirty = s.dirty[:0]
 	for _, ns := range s.nss {
 		for key, l := range ns.locks {
 			if l.heldAt(now) {
 				s.deadlines.track(l)
 			} else {
 				delete(ns.locks, key)
+				ns.views.dropLock(l)
 				ns.held.Delete(key)
 			}
 		}
@@ -397,11 +409,11 @@ func (s *shard) finishReplay(now int64) {
 		for _, id := range expired {
 			ns.idem.Delete(id)
 		}
-		if !ns.hasState() {
-			delete(s.nss, ns.name) // e.g. rows of a snapshot taken before empty namespaces were freed
-		}
+		// Rows of a snapshot taken before empty namespaces were freed go
+		// here; the rest are listed in the admin views' index.
+		s.mark(ns)
 	}
-	s.dirty = s.dirty[:0]
+	s.sweep()
 	heap.Init(&s.idemQueue)
 	s.stats.held.Store(int64(len(s.deadlines)))
 }

@@ -416,6 +416,7 @@ func (e *Engine) loadSnapshot(info *RecoveryInfo) (uint64, error) {
 		// Throw away what the damaged file built, keep it aside, try older.
 		for _, s := range e.shards {
 			s.nss = make(map[string]*namespace)
+			s.views = viewIndex{}
 		}
 		e.nextHandle.Store(0)
 		if rerr := os.Rename(path, path+".broken"); rerr != nil {

@@ -23,6 +23,7 @@ type lockState struct {
 	deadlineMs int64
 	heapIdx    int // position in the shard's lockHeap, -1 when not held
 	waiters    waitQueue[*doOp]
+	viewKey    string // indexKey(ns.name, key), its entry in viewIndex.locks
 }
 
 func (l *lockState) heldAt(nowMs int64) bool { return l.handle != 0 && l.deadlineMs > nowMs }
@@ -40,6 +41,8 @@ type namespace struct {
 	watchers map[string]*waitQueue[*watchOp]
 	stats    *shardStats   // the owning shard's gauges, for new wait queues
 	parked   *atomic.Int64 // the engine's count of parked lock waiters, for new lock queues
+	views    *viewIndex    // the owning shard's index for admin views
+	listed   bool          // in views.names: had state when last swept
 }
 
 // heldLock is a lock's holder as a value, for the held B-tree.
@@ -73,12 +76,13 @@ func (ns *namespace) hasState() bool {
 func (ns *namespace) lock(key string) *lockState {
 	l := ns.locks[key]
 	if l == nil {
-		l = &lockState{ns: ns, key: key, heapIdx: -1}
+		l = &lockState{ns: ns, key: key, heapIdx: -1, viewKey: indexKey(ns.name, key)}
 		if ns.stats != nil {
 			l.waiters.count = &ns.stats.waiters
 		}
 		l.waiters.total = ns.parked
 		ns.locks[key] = l
+		ns.views.addLock(l)
 	}
 	return l
 }
@@ -89,6 +93,7 @@ func (ns *namespace) lock(key string) *lockState {
 func (ns *namespace) dropLockIfIdle(key string, l *lockState) {
 	if l.handle == 0 && l.waiters.live() == 0 {
 		delete(ns.locks, key)
+		ns.views.dropLock(l)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +18,9 @@ import (
 // The admin JSON API (docs/API.md, "Admin API"): read-only views of the
 // live state for the /ui page and scripts, and the operator's force
 // release. Views come from the engine's shard loops; they are consistent
-// per shard and may be stale a moment after they return. Not a hot path:
+// per shard and may be stale a moment after they return. Every list is
+// paged (limit, after, Next), so no reply and no loop visit grows with
+// the number of namespaces. Not a hot path:
 // replies use encoding/json, except stored values, which are passed
 // through byte-exact as everywhere else.
 
@@ -74,45 +77,120 @@ func writeAdminJSON(w http.ResponseWriter, v any) error {
 	return nil
 }
 
+// pageLimit is the ?limit= of a paged view: 1 to engine.MaxPageLimit,
+// engine.DefaultPageLimit when absent.
+func pageLimit(q url.Values) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return engine.DefaultPageLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > engine.MaxPageLimit {
+		return 0, badRequest(CodeInvalidRequest, fmt.Sprintf("limit must be an integer from 1 to %d (got %q)", engine.MaxPageLimit, v))
+	}
+	return n, nil
+}
+
+// A lock or watch cursor is NAMESPACE/KEY on the wire: namespaces cannot
+// hold a slash, so the first one splits it.
+func cursorString(c engine.Cursor) string { return c.Namespace + "/" + c.Key }
+
+func (s *Server) parseCursor(after string) (engine.Cursor, error) {
+	if after == "" {
+		return engine.Cursor{}, nil
+	}
+	ns, key, found := strings.Cut(after, "/")
+	if !found || s.lim.checkNamespace(ns) != nil {
+		return engine.Cursor{}, badRequest(CodeInvalidRequest, fmt.Sprintf("after must be NAMESPACE/KEY as the last page's Next gave it (got %q)", after))
+	}
+	return engine.Cursor{Namespace: ns, Key: key}, nil
+}
+
+// pagedView reads the filter, cursor and limit every lock and watch view
+// takes.
+func (s *Server) pagedView(r *http.Request) (ns string, after engine.Cursor, limit int, err error) {
+	if ns, err = s.optionalNamespace(r); err != nil {
+		return
+	}
+	q := r.URL.Query()
+	if after, err = s.parseCursor(q.Get("after")); err != nil {
+		return
+	}
+	limit, err = pageLimit(q)
+	return
+}
+
 func (s *Server) handleAdminNamespaces(w http.ResponseWriter, r *http.Request) error {
-	nss, err := s.eng.Namespaces(r.Context())
+	q := r.URL.Query()
+	limit, err := pageLimit(q)
 	if err != nil {
 		return err
 	}
-	if nss == nil {
-		nss = []engine.NamespaceInfo{}
+	after := q.Get("after")
+	if after != "" && s.lim.checkNamespace(after) != nil {
+		return badRequest(CodeInvalidRequest, fmt.Sprintf("after must be a namespace name as the last page's Next gave it (got %q)", after))
 	}
-	return writeAdminJSON(w, struct{ Namespaces []engine.NamespaceInfo }{nss})
+	page, err := s.eng.NamespacesPage(r.Context(), after, limit)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Namespaces []engine.NamespaceInfo
+		Next       string
+	}{page.Namespaces, ""}
+	if out.Namespaces == nil {
+		out.Namespaces = []engine.NamespaceInfo{}
+	}
+	if page.More {
+		out.Next = page.Namespaces[len(page.Namespaces)-1].Name
+	}
+	return writeAdminJSON(w, out)
 }
 
 func (s *Server) handleAdminLocks(w http.ResponseWriter, r *http.Request) error {
-	ns, err := s.optionalNamespace(r)
+	ns, after, limit, err := s.pagedView(r)
 	if err != nil {
 		return err
 	}
-	locks, err := s.eng.Locks(r.Context(), ns)
+	page, err := s.eng.LocksPage(r.Context(), ns, after, limit)
 	if err != nil {
 		return err
 	}
-	if locks == nil {
-		locks = []engine.LockInfo{}
+	out := struct {
+		Locks []engine.LockInfo
+		Next  string
+	}{page.Locks, ""}
+	if out.Locks == nil {
+		out.Locks = []engine.LockInfo{}
 	}
-	return writeAdminJSON(w, struct{ Locks []engine.LockInfo }{locks})
+	if page.More {
+		last := page.Locks[len(page.Locks)-1]
+		out.Next = cursorString(engine.Cursor{Namespace: last.Namespace, Key: last.Key})
+	}
+	return writeAdminJSON(w, out)
 }
 
 func (s *Server) handleAdminWatches(w http.ResponseWriter, r *http.Request) error {
-	ns, err := s.optionalNamespace(r)
+	ns, after, limit, err := s.pagedView(r)
 	if err != nil {
 		return err
 	}
-	ws, err := s.eng.Watches(r.Context(), ns)
+	page, err := s.eng.WatchesPage(r.Context(), ns, after, limit)
 	if err != nil {
 		return err
 	}
-	if ws == nil {
-		ws = []engine.WatchInfo{}
+	out := struct {
+		Watches []engine.WatchInfo
+		Next    string
+	}{page.Watches, ""}
+	if out.Watches == nil {
+		out.Watches = []engine.WatchInfo{}
 	}
-	return writeAdminJSON(w, struct{ Watches []engine.WatchInfo }{ws})
+	if page.More {
+		last := page.Watches[len(page.Watches)-1]
+		out.Next = cursorString(engine.Cursor{Namespace: last.Namespace, Key: last.Key})
+	}
+	return writeAdminJSON(w, out)
 }
 
 func (s *Server) handleAdminKeys(w http.ResponseWriter, r *http.Request) error {
@@ -124,13 +202,9 @@ func (s *Server) handleAdminKeys(w http.ResponseWriter, r *http.Request) error {
 	if err := s.lim.checkNamespace(ns); err != nil {
 		return err
 	}
-	limit := engine.DefaultKeysLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > engine.MaxKeysLimit {
-			return badRequest(CodeInvalidRequest, fmt.Sprintf("limit must be an integer from 1 to %d (got %q)", engine.MaxKeysLimit, v))
-		}
-		limit = n
+	limit, err := pageLimit(q)
+	if err != nil {
+		return err
 	}
 	page, err := s.eng.Keys(r.Context(), ns, q.Get("prefix"), q.Get("after"), limit)
 	if err != nil {

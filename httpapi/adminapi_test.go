@@ -63,13 +63,17 @@ func TestAdminAPIViews(t *testing.T) {
 			Keys, Counters, Locks int
 			Revision              uint64
 		}
+		Next string
 	}
 	adminOK(t, ts.get(t, "/admin/namespaces"), &nss)
 	if got := fmt.Sprintf("%+v", nss.Namespaces); got != "[{Name:dev Keys:3 Counters:1 Locks:1 Revision:1} {Name:ops Keys:0 Counters:0 Locks:1 Revision:0}]" {
 		t.Fatalf("namespaces: %s", got)
 	}
 
-	var locks struct{ Locks []adminLock }
+	var locks struct {
+		Locks []adminLock
+		Next  string
+	}
 	adminOK(t, ts.get(t, "/admin/locks"), &locks)
 	if len(locks.Locks) != 2 || locks.Locks[0] != (adminLock{"dev", "L", l.Lock, l.TillMs, 1}) || locks.Locks[1].Key != "M" {
 		t.Fatalf("locks: %+v", locks.Locks)
@@ -78,13 +82,13 @@ func TestAdminAPIViews(t *testing.T) {
 	if len(locks.Locks) != 1 || locks.Locks[0].Namespace != "ops" {
 		t.Fatalf("locks?ns=ops: %+v", locks.Locks)
 	}
-	rawIs(t, ts.get(t, "/admin/locks?ns=empty"), `{"Locks":[]}`)
+	rawIs(t, ts.get(t, "/admin/locks?ns=empty"), `{"Locks":[],"Next":""}`)
 
 	waitUntil(t, "the watch is listed", func() bool {
 		r := ts.get(t, "/admin/watches")
-		return r.Status == http.StatusOK && strings.TrimSpace(string(r.Raw)) == `{"Watches":[{"Namespace":"ops","Key":"cfg","Watchers":1}]}`
+		return r.Status == http.StatusOK && strings.TrimSpace(string(r.Raw)) == `{"Watches":[{"Namespace":"ops","Key":"cfg","Watchers":1}],"Next":""}`
 	})
-	rawIs(t, ts.get(t, "/admin/watches?ns=dev"), `{"Watches":[]}`)
+	rawIs(t, ts.get(t, "/admin/watches?ns=dev"), `{"Watches":[],"Next":""}`)
 
 	// Values come back byte-exact, spaces and all; paging goes on with Next.
 	rawIs(t, ts.get(t, "/admin/keys?ns=dev&prefix=a/&limit=1"), `{"Keys":[{"Key":"a/1","Value":{"x": [1, 2]},"Version":1}],"Next":"a/1"}`)
@@ -185,7 +189,10 @@ func TestAdminForceRelease(t *testing.T) {
 		t.Fatalf("the waiter got handle %d, not one above %d", got.Lock, old)
 	}
 	wantErr(t, ts.post(t, "/db/dev", unlockBody("L", old)), 409, "lock_lost")
-	var locks struct{ Locks []adminLock }
+	var locks struct {
+		Locks []adminLock
+		Next  string
+	}
 	adminOK(t, ts.get(t, "/admin/locks?ns=dev"), &locks)
 	if len(locks.Locks) != 1 || locks.Locks[0].Handle != got.Lock || locks.Locks[0].Waiters != 0 {
 		t.Fatalf("after the force release: %+v", locks.Locks)

@@ -30,6 +30,7 @@ type Limits struct {
 	MaxSeqCount         uint64        // 400 invalid_request
 	MaxIdempotencyTTL   time.Duration // --idempotency-ttl; a longer IdempotencyTTL is 400 invalid_duration
 	MaxValueBytes       int           // --max-value-bytes, 400 value_too_long (a KVSet Value as JSON text; 0: only the body bounds it)
+	MaxReplyBytes       int           // --max-reply-bytes, 400 reply_too_large (keys and values one request's KVGet reads; 0: no bound)
 }
 
 // DefaultLimits are the limits `latch serve` starts with.
@@ -48,6 +49,10 @@ func DefaultLimits() Limits {
 		// As large as the body allows by default; lower it to bound the
 		// memory one key can take.
 		MaxValueBytes: 1 << 20,
+		// 16 values of the largest size: a KVGet of a handful of big
+		// values still works, while one request's reply, which is built
+		// whole in memory, stays a small multiple of the body limit.
+		MaxReplyBytes: 16 << 20,
 	}
 }
 
@@ -405,7 +410,7 @@ func (lim *Limits) decodeRequest(body []byte) (*engine.Request, error) {
 	} else if err := strictUnmarshal(body, &w); err != nil {
 		return nil, jsonError(err)
 	}
-	req := &engine.Request{}
+	req := &engine.Request{MaxReplyBytes: lim.MaxReplyBytes}
 	if n := len(w.KVSet) + len(w.KVGet) + len(w.Atomic) + len(w.Seq) + len(w.IdempotencyIDs); n > lim.MaxOps {
 		return nil, badRequest(CodeTooManyOps, fmt.Sprintf("the request has %d ops; the limit is %d (--max-ops)", n, lim.MaxOps))
 	}

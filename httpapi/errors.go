@@ -44,6 +44,7 @@ const (
 	CodeTooManyWatchers    = "too_many_watchers"    // 429: --max-watchers-per-key or --max-watchers reached
 	CodeTooManyConnections = "too_many_connections" // 503: --max-connections reached; the connection is closed
 	CodeRequestTimeout     = "request_timeout"      // 408: the body did not arrive within --body-read-timeout
+	CodeReplyTooLarge      = "reply_too_large"      // 400: KVGet would read over --max-reply-bytes
 
 	// Health (health.go).
 	CodeRecovering = "recovering"
@@ -72,6 +73,7 @@ var engineErrors = []struct {
 	{engine.ErrStorageFailed, http.StatusServiceUnavailable, CodeStorageFailed},
 	{engine.ErrCanceled, StatusClientClosedRequest, CodeCanceled},
 	{engine.ErrLockNotHeld, http.StatusNotFound, CodeLockNotHeld},
+	{engine.ErrReplyTooLarge, http.StatusBadRequest, CodeReplyTooLarge},
 }
 
 // apiError is an error with its HTTP status and API code.

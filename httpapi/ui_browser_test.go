@@ -213,6 +213,33 @@ func TestAdminPageBrowser(t *testing.T) {
 		t.Fatalf("prefix user/00: %d rows (%v), want 9", len(rows), err)
 	}
 	screenshot(t, ctx, "ui-keys.png", `section[aria-labelledby="keys-h"]`)
+
+	// The namespaces table pages, 100 rows at a time: billing, ns000 ..
+	// ns104 and shop are 107 namespaces.
+	for i := 0; i < 105; i++ {
+		ok(t, ts.post(t, fmt.Sprintf("/db/ns%03d", i), `{"KVSet":[{"Key":"k","Value":1}]}`))
+	}
+	browse(t, ctx, "the namespaces table's first page",
+		chromedp.WaitVisible(chromedp.CSS(`#namespaces tbody tr[data-ns="ns098"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#namespaces-next:not([disabled])`)),
+	)
+	rows, err = chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll(`#namespaces tbody tr`)))
+	if err != nil || len(rows) != 100 {
+		t.Fatalf("namespaces, first page: %d rows (%v), want 100", len(rows), err)
+	}
+	browse(t, ctx, "the namespaces table's next page",
+		chromedp.Click(chromedp.ID("namespaces-next")),
+		chromedp.WaitVisible(chromedp.CSS(`#namespaces tbody tr[data-ns="shop"]`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`#namespaces tbody tr[data-ns="billing"]`)),
+	)
+	rows, err = chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll(`#namespaces tbody tr`)))
+	if err != nil || len(rows) != 7 {
+		t.Fatalf("namespaces, second page: %d rows (%v), want 7 (ns099 .. ns104, shop)", len(rows), err)
+	}
+	browse(t, ctx, "back to the namespaces table's first page",
+		chromedp.Click(chromedp.ID("namespaces-first")),
+		chromedp.WaitVisible(chromedp.CSS(`#namespaces tbody tr[data-ns="billing"]`)),
+	)
 }
 
 // TestAdminPageSendsToken: the token typed into the page goes out as a

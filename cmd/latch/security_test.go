@@ -204,6 +204,15 @@ func TestServeBadAuthFile(t *testing.T) {
 	}
 }
 
+// TestServeSmallReplyBound: a --max-reply-bytes too small to read back one
+// value of --max-value-bytes stops the start.
+func TestServeSmallReplyBound(t *testing.T) {
+	p := startProc(t, "serve small reply", nil, "serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--max-reply-bytes", "1000")
+	if st := p.Wait(hangGuard); st.ExitCode() != 2 || !strings.Contains(p.Stderr(), "--max-reply-bytes 1000 is below") {
+		t.Fatalf("--max-reply-bytes under one value: %v\n%s", st, p.Stderr())
+	}
+}
+
 // procCert writes a self-signed certificate for 127.0.0.1 into dir.
 func procCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
@@ -285,9 +294,15 @@ func TestCLIOverTLS(t *testing.T) {
 // TestServeLimitFlags: the new limit flags reach the server.
 func TestServeLimitFlags(t *testing.T) {
 	s := startServer(t, t.TempDir(), []string{"LATCH_MAX_VALUE_BYTES=8", "LATCH_MAX_LOCK_WAITERS=1"},
-		"--max-namespace-bytes", "3", "--max-watchers", "1", "--max-connections", "3")
+		"--max-namespace-bytes", "3", "--max-watchers", "1", "--max-connections", "3", "--max-reply-bytes", "2000")
 	st, body := do(t, s.client, "POST", s.URL+"/db/abc", "", `{"KVSet":[{"Key":"k","Value":123456789}]}`)
 	wantStatus(t, "value over --max-value-bytes", st, body, 400, "value_too_long")
+	// 40 reads of a 7-byte value are 40 * (55 + 1 + 7) bytes by the
+	// reply's count: over 2000.
+	st, body = do(t, s.client, "POST", s.URL+"/db/abc", "", `{"KVSet":[{"Key":"r","Value":1234567}]}`)
+	wantStatus(t, "set", st, body, 200, "")
+	st, body = do(t, s.client, "POST", s.URL+"/db/abc", "", `{"KVGet":[`+strings.TrimSuffix(strings.Repeat(`"r",`, 40), ",")+`]}`)
+	wantStatus(t, "KVGet over --max-reply-bytes", st, body, 400, "reply_too_large")
 	st, body = do(t, s.client, "POST", s.URL+"/db/abcd", "", `{}`)
 	wantStatus(t, "namespace over --max-namespace-bytes", st, body, 400, "invalid_namespace")
 

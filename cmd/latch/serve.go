@@ -58,6 +58,7 @@ func serve(args []string) int {
 	fs.StringVar(&hc.TLSCertFile, "tls-cert", "", "serve HTTPS with this PEM certificate (chain); needs --tls-key; SIGHUP reloads both")
 	fs.StringVar(&hc.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	fs.IntVar(&lim.MaxValueBytes, "max-value-bytes", lim.MaxValueBytes, "longest KVSet Value, as JSON text")
+	fs.IntVar(&lim.MaxReplyBytes, "max-reply-bytes", lim.MaxReplyBytes, "most bytes of keys and values one request's KVGet may read; over it: 400 reply_too_large (0: no bound)")
 	fs.IntVar(&lim.MaxNamespaceBytes, "max-namespace-bytes", lim.MaxNamespaceBytes, "longest namespace ({env} of the URL)")
 	maxWatchersPerKey := fs.Int("max-watchers-per-key", engine.DefaultMaxWatchersPerKey, "watches parked on one key")
 	maxWatchers := fs.Int("max-watchers", engine.DefaultMaxWatchers, "watches in flight in the whole server")
@@ -76,6 +77,10 @@ func serve(args []string) int {
 	}
 	if *idemTTL > 0 {
 		lim.MaxIdempotencyTTL = *idemTTL
+	}
+	if err := checkReplyLimit(lim); err != nil {
+		fmt.Fprintln(os.Stderr, "latch serve:", err)
+		return 2
 	}
 	if *segSize < minSegmentSize || *segSize > maxSegmentSize {
 		fmt.Fprintf(os.Stderr, "latch serve: --segment-size %d: want %d (4 KiB) to %d (1 GiB) bytes\n", *segSize, minSegmentSize, maxSegmentSize)
@@ -441,4 +446,20 @@ func faultHook(spec string) (func(string) error, error) {
 		}
 		return nil
 	}, nil
+}
+
+// checkReplyLimit refuses a --max-reply-bytes under what one key of the
+// largest allowed value takes, since such a key could be stored but never
+// read back.
+func checkReplyLimit(lim httpapi.Limits) error {
+	if lim.MaxReplyBytes < 0 {
+		return fmt.Errorf("--max-reply-bytes %d: want 0 (no bound) or more", lim.MaxReplyBytes)
+	}
+	if lim.MaxReplyBytes == 0 || lim.MaxValueBytes <= 0 {
+		return nil
+	}
+	if need := engine.ReplyItemBytes("", nil) + lim.MaxKeyBytes + lim.MaxValueBytes; lim.MaxReplyBytes < need {
+		return fmt.Errorf("--max-reply-bytes %d is below the %d bytes one key of --max-value-bytes %d takes, so such a key could not be read; raise it, or 0 for no bound", lim.MaxReplyBytes, need, lim.MaxValueBytes)
+	}
+	return nil
 }

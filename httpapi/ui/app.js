@@ -5,6 +5,7 @@
 
 const POLL_MS = 1000;
 const KEYS_LIMIT = 50;
+const LIST_LIMIT = 100; // rows per page of the locks, namespaces and watches tables
 const TOKEN_KEY = "latch.adminToken";
 
 const state = {
@@ -16,7 +17,46 @@ const state = {
   keysNext: "",
   confirming: "", // row id of the lock whose release awaits confirmation
   rendered: {}, // last JSON rendered per table, to skip identical redraws
+  // Where each paged table is: the cursor of the page shown ("" = first),
+  // the cursors of the pages before it, and the next page's cursor.
+  lists: {
+    locks: { after: "", before: [], next: "" },
+    namespaces: { after: "", before: [], next: "" },
+    watches: { after: "", before: [], next: "" },
+  },
 };
+
+// listPath is the request for the page of a table that is shown now.
+function listPath(id) {
+  const q = new URLSearchParams({ limit: LIST_LIMIT });
+  if (state.lists[id].after) q.set("after", state.lists[id].after);
+  return "/admin/" + id + "?" + q;
+}
+
+// renderPager shows a table's pager only when it has more than one page.
+function renderPager(id, next) {
+  const p = state.lists[id];
+  p.next = next || "";
+  $("#" + id + "-pager").hidden = p.before.length === 0 && !p.next;
+  $("#" + id + "-next").disabled = !p.next;
+  $("#" + id + "-first").disabled = p.before.length === 0;
+  $("#" + id + "-page").textContent = "page " + (p.before.length + 1);
+}
+
+function wirePager(id) {
+  const p = state.lists[id];
+  $("#" + id + "-next").addEventListener("click", () => {
+    if (!p.next) return;
+    p.before.push(p.after);
+    p.after = p.next;
+    poll();
+  });
+  $("#" + id + "-first").addEventListener("click", () => {
+    p.before = [];
+    p.after = "";
+    poll();
+  });
+}
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -244,7 +284,7 @@ async function poll() {
   clearTimeout(timer);
   inflight = true;
   try {
-    const jobs = [api("/admin/stats"), api("/admin/namespaces"), api("/admin/locks"), api("/admin/watches")];
+    const jobs = [api("/admin/stats"), api(listPath("namespaces")), api(listPath("locks")), api(listPath("watches"))];
     if (state.keysNs) {
       const q = new URLSearchParams({ ns: state.keysNs, limit: KEYS_LIMIT });
       if (state.keysPrefix) q.set("prefix", state.keysPrefix);
@@ -254,9 +294,12 @@ async function poll() {
     const [st, nss, locks, ws, keys] = await Promise.all(jobs);
     renderStats(st);
     renderNamespaces(nss.Namespaces);
+    renderPager("namespaces", nss.Next);
     lastLocks = locks.Locks;
     renderLocks(locks.Locks);
+    renderPager("locks", locks.Next);
     renderWatches(ws.Watches);
+    renderPager("watches", ws.Next);
     if (keys) renderKeys(keys);
     setStatus("Live, updated " + fmtTime(Date.now()), false, true);
     document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
@@ -282,6 +325,7 @@ document.addEventListener("DOMContentLoaded", () => {
     browse($("#keys-ns").value);
   });
   $("#keys-ns").addEventListener("change", () => browse($("#keys-ns").value));
+  for (const id of Object.keys(state.lists)) wirePager(id);
   $("#keys-next").addEventListener("click", () => {
     if (!state.keysNext) return;
     state.keysPages.push(state.keysAfter);

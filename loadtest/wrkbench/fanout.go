@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,7 +19,7 @@ import (
 // knowledge) as many streams per connection as the server allows.
 func fanoutClient(h2c bool, n int) *http.Client {
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		DialContext:         (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
 		MaxIdleConns:        n + 100,
 		MaxIdleConnsPerHost: n + 100,
 		IdleConnTimeout:     5 * time.Minute,
@@ -48,12 +49,36 @@ func post(ctx context.Context, c *http.Client, url, body string, out any) error 
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, bytes.TrimSpace(b))
+		return &statusError{fmt.Sprintf("%s: %d %s", url, resp.StatusCode, bytes.TrimSpace(b))}
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// statusError is a reply that is not 2xx, as opposed to a failure to
+// connect or to read, which postRetry tries again.
+type statusError struct{ msg string }
+
+func (e *statusError) Error() string { return e.msg }
+
+// postRetry is post, tried again while the connection fails: when
+// thousands of clients dial at once on a loaded machine, some
+// connections are refused or reset before their request gets through.
+func postRetry(ctx context.Context, c *http.Client, url, body string, out any) error {
+	for {
+		err := post(ctx, c, url, body, out)
+		var se *statusError
+		if err == nil || errors.As(err, &se) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 type adminStats struct{ Waiters, Watchers int }
@@ -100,7 +125,7 @@ func runFanout(cfg *config, t target, h2c bool, extra []string) (metrics, error)
 	}
 	if err := write(); err != nil {
 		if h2c {
-			return nil, fmt.Errorf("the server does not answer h2c (HTTP/2 without TLS, prior knowledge): %v", err)
+			return nil, fmt.Errorf("%w: %v", errNoH2C, err)
 		}
 		return nil, err
 	}
@@ -121,7 +146,7 @@ func runFanout(cfg *config, t target, h2c bool, extra []string) (metrics, error)
 			go func() {
 				defer wg.Done()
 				var rep struct{ Version uint64 }
-				errs[i] = post(ctx, c, url+"/watch/fan", body, &rep)
+				errs[i] = postRetry(ctx, c, url+"/watch/fan", body, &rep)
 				done[i] = time.Now()
 				got[i] = rep.Version
 			}()
@@ -155,6 +180,10 @@ func runFanout(cfg *config, t target, h2c bool, extra []string) (metrics, error)
 	rss, _ := s.rssMiB()
 	return metrics{"ms": median(fromAck), "ms_send": median(fromSend), "rss": rss}, nil
 }
+
+// errNoH2C ends a fan-out row's runs on a server without h2c at the
+// first round: the later ones would fail the same way.
+var errNoH2C = errors.New("the server does not answer h2c (HTTP/2 without TLS, by prior knowledge)")
 
 func firstErr(errs []error) error {
 	for _, e := range errs {

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -105,12 +106,20 @@ func runRow(cfg *config, r row) bool {
 	fmt.Printf("\n== %s: %s\n", r.name, r.title)
 	runs := map[string][]metrics{} // target -> one per round (nil: that run failed)
 	ok := true
+	unsupported := map[string]bool{}
 	for round := 1; round <= cfg.rounds; round++ {
 		for _, t := range cfg.targets {
-			if t.bare && !r.bare {
+			if t.bare && !r.bare || unsupported[t.name] {
 				continue
 			}
 			m, err := r.run(cfg, t, nil)
+			if errors.Is(err, errNoH2C) {
+				fmt.Printf("   %s: %v\n", t.name, err)
+				unsupported[t.name] = true
+				runs[t.name] = append(runs[t.name], nil)
+				ok = false
+				continue
+			}
 			if err != nil {
 				fmt.Printf("   round %d %s: FAILED: %v\n", round, t.name, err)
 				ok = false

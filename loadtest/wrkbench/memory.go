@@ -111,16 +111,23 @@ func runIdleWaiters(cfg *config, t target, extra []string) (metrics, error) {
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel, which ends the parked requests
 	defer cancel()
+	var refused atomic.Pointer[error]
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			post(ctx, c, s.url()+"/db/idle", `{"LockID":"one","LockDur":30,"LockWait":300}`, nil)
+			err := postRetry(ctx, c, s.url()+"/db/idle", `{"LockID":"one","LockDur":30,"LockWait":300}`, nil)
+			if err != nil && ctx.Err() == nil {
+				refused.CompareAndSwap(nil, &err)
+			}
 		}()
 	}
 	start := time.Now()
-	if _, err := waitStat(s.url(), 2*time.Minute, func(st adminStats) bool { return st.Waiters >= n }); err != nil {
+	if _, err := waitStat(s.url(), 2*time.Minute, func(st adminStats) bool { return st.Waiters >= n || refused.Load() != nil }); err != nil {
 		return nil, fmt.Errorf("%d waiters did not all park: %v", n, err)
+	}
+	if e := refused.Load(); e != nil {
+		return nil, fmt.Errorf("a waiter was refused: %v", *e)
 	}
 	parked := time.Since(start)
 	time.Sleep(settleRSS)

@@ -134,16 +134,26 @@ func runHandoff(cfg *config, t target, extra []string) (metrics, error) {
 		return nil, err
 	}
 	defer s.stop()
-	fsync, err := probeFsync(s.dir)
-	if err != nil {
-		return nil, err
+	// The probes run before and after the load, and their medians are
+	// averaged: a shared disk's fsync time drifts within a run.
+	var fsync, rtt time.Duration
+	probe := func() error {
+		f, err := probeFsync(s.dir)
+		if err != nil {
+			return err
+		}
+		r, err := probeRTT(s.url(), 500)
+		fsync, rtt = fsync+f/2, rtt+r/2
+		return err
 	}
-	rtt, err := probeRTT(s.url(), 1000)
-	if err != nil {
+	if err := probe(); err != nil {
 		return nil, err
 	}
 	m, err := measureWrk(cfg, s, "handoff.lua", cfg.handoffClients)
 	if err != nil {
+		return nil, err
+	}
+	if err := probe(); err != nil {
 		return nil, err
 	}
 	if m["grants"] == 0 {

@@ -48,6 +48,7 @@ func printTable(cfg *config, r row, runs map[string][]metrics) {
 	for _, c := range r.cols {
 		heads = append(heads, c.head)
 	}
+	heads = append(heads, "min–max")
 	if r.bare {
 		heads = append(heads, "÷bare")
 	}
@@ -68,6 +69,7 @@ func printTable(cfg *config, r row, runs map[string][]metrics) {
 				line = append(line, "failed")
 			}
 		}
+		line = append(line, spread(rs, r))
 		if r.bare {
 			line = append(line, ratioCell(t.name != "bare", rs, runs["bare"], r.primary))
 		}
@@ -100,4 +102,20 @@ func ratioCell(applies bool, a, b []metrics, key string) string {
 		return fmt.Sprintf("%.2f", v)
 	}
 	return "n/a"
+}
+
+// spread is the lowest and highest of the primary figure over the rounds:
+// how far apart the runs that the median hides were.
+func spread(runs []metrics, r row) string {
+	var xs []float64
+	for _, m := range runs {
+		if v, ok := m[r.primary]; ok {
+			xs = append(xs, v)
+		}
+	}
+	if len(xs) == 0 {
+		return "failed"
+	}
+	f := r.cols[slices.IndexFunc(r.cols, func(c col) bool { return c.key == r.primary })].format
+	return fmt.Sprintf(f+"–"+f, slices.Min(xs), slices.Max(xs))
 }

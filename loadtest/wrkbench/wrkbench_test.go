@@ -1,23 +1,49 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
 
-// buildBins builds latch and the bare handler into a temporary directory.
+var (
+	binsOnce          sync.Once
+	binsDir           string
+	latchBin, bareBin string
+	binsErr           error
+)
+
+// buildBins builds latch and the bare handler once for the package's tests.
 func buildBins(t *testing.T) (latch, bare string) {
 	t.Helper()
-	dir := t.TempDir()
-	latch, bare = filepath.Join(dir, "latch"), filepath.Join(dir, "barehttp")
-	for bin, pkg := range map[string]string{latch: "../../cmd/latch", bare: "../barehttp"} {
-		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	binsOnce.Do(func() {
+		if binsDir, binsErr = os.MkdirTemp("", "wrkbench-bins-"); binsErr != nil {
+			return
 		}
+		latchBin, bareBin = filepath.Join(binsDir, "latch"), filepath.Join(binsDir, "barehttp")
+		for bin, pkg := range map[string]string{latchBin: "../../cmd/latch", bareBin: "../barehttp"} {
+			if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+				binsErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+	})
+	if binsErr != nil {
+		t.Fatal(binsErr)
 	}
-	return latch, bare
+	return latchBin, bareBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binsDir != "" {
+		os.RemoveAll(binsDir)
+	}
+	os.Exit(code)
 }
 
 func smallConfig(t *testing.T) *config {

@@ -16,6 +16,7 @@ FUZZ_LONG     ?= 40
 FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest:10000 ./httpapi:FuzzDecodeWatch:10000 ./httpapi:FuzzParseAuth:10000 ./httpapi:FuzzModelHTTP:100 ./wal:FuzzDecodeFrame:30000 ./wal:FuzzOpenDamagedTail:3000 ./engine:FuzzDecodeRecord:40000 ./snapshot:FuzzRead:40000
 
 .PHONY: all build run test lint vet staticcheck fmt-check unit unit-norace fuzz-short fuzz bench bench-table bench-compare bench-snapshot clean
+.PHONY: wrk bench-wrk bench-idle-waiters bench-memory-per-key
 .PHONY: install install-systemd install-check
 .PHONY: chromium ui-screenshots
 .PHONY: soak
@@ -114,6 +115,47 @@ bench-compare: build
 ## (1,000,000 keys and 100,000 held locks; LATCH_BENCH_KEYS / LATCH_BENCH_LOCKS to change)
 bench-snapshot:
 	$(GO) test -run '^$$' -bench 'BenchmarkRestart|BenchmarkWriteP99DuringSnapshot' -benchtime 1x -timeout 30m -v ./engine
+
+WRK_DURATION ?= 5s
+WRK_ROUNDS   ?= 3
+WRK_FLAGS    ?=
+BASE         ?=
+PROFILE      ?=
+PROFILE_DIR  ?= bench-profiles
+# wrkbench(rows): build the bare handler and the driver, and BASE (a git
+# revision) into bin/latch-base if given, then run the rows interleaved.
+define wrkbench
+	$(GO) build -o bin/barehttp ./loadtest/barehttp
+	$(GO) build -o bin/wrkbench ./loadtest/wrkbench
+	@base=; if [ -n "$(BASE)" ]; then \
+		d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
+		echo "building BASE=$(BASE) ($$(git rev-parse --short $(BASE))) into bin/latch-base"; \
+		git archive $(BASE) | tar -x -C $$d && (cd $$d && $(GO) build -o $(CURDIR)/bin/latch-base ./cmd/latch) || exit 1; \
+		base="--base bin/latch-base"; fi; \
+	prof=; if [ -n "$(PROFILE)" ]; then prof="--profile-dir $(PROFILE_DIR)"; fi; \
+	./bin/wrkbench --rows $(1) --duration $(WRK_DURATION) --rounds $(WRK_ROUNDS) $$base $$prof $(WRK_FLAGS)
+endef
+
+## wrk: Debian's wrk, for bench-wrk (installed if missing)
+wrk:
+	@command -v wrk >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
+
+## bench-wrk: the performance rows (BENCHMARKS.md, "wrk rows"): latch against a bare net/http
+## handler, interleaved, WRK_ROUNDS rounds of WRK_DURATION, medians and ratios, server CPU per
+## request, fan-out and RSS rows. BASE=<git rev> also runs that revision, interleaved, for
+## before/after in one run; PROFILE=1 adds a CPU profile per wrk row (PROFILE_DIR) and its top 25.
+bench-wrk: build wrk
+	$(call wrkbench,all)
+
+## bench-idle-waiters: RSS of latch with 10,000 idle lock waiters over HTTP/1.1 (BASE= as above)
+bench-idle-waiters: build
+	$(call wrkbench,idle-waiters)
+
+## bench-memory-per-key: RSS of latch after 1,000,000 keys x 64 B in 10 namespaces (BASE= as above)
+bench-memory-per-key: build
+	$(call wrkbench,memory-per-key)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=

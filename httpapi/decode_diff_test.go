@@ -17,9 +17,7 @@ import (
 // The one-pass decoder (wiredecode.go) is held to the encoding/json one
 // it replaced (decode_ref_test.go): for any body, under the default and
 // under tight limits, on both routes, the two must both accept, with the
-// same request, or both refuse, with the same status and code, and the
-// same message unless the code is bad_json (whose messages name the
-// first fault each decoder meets, which may differ when there are two).
+// same request, or both refuse, with the same status, code and message.
 // The one difference allowed: an empty KVGet or IdempotencyIDs list may
 // be nil in one and empty in the other, as it already was between the
 // old decoder's two paths; nothing downstream tells them apart.
@@ -59,7 +57,7 @@ func diffOutcome[T any](got T, gotErr error, want T, wantErr error, normal func(
 	case gotErr != nil && wantErr != nil:
 		gs, gc, gm := classify(gotErr)
 		ws, wc, wm := classify(wantErr)
-		if gs != ws || gc != wc || (wc != CodeBadJSON && gm != wm) {
+		if gs != ws || gc != wc || gm != wm {
 			return fmt.Sprintf("refused differently:\n new %d %s %q\n old %d %s %q", gs, gc, gm, ws, wc, wm)
 		}
 	case gotErr != nil:

@@ -15,10 +15,12 @@ import (
 // escaped lone surrogates outside a Value. Any of these fails the whole
 // body with bad_json (fail); what a field holds is the decoders' concern.
 type jsonScan struct {
-	b     []byte
-	i     int
-	depth int       // containers open
-	fail  *apiError // the first fault that makes the body not one JSON text
+	b       []byte
+	i       int
+	depth   int       // containers open
+	fail    *apiError // the first fault that makes the body not one JSON text
+	failSur bool      // fail is a lone surrogate
+	lenient bool      // check no surrogates: to find a syntax error past one
 }
 
 // maxNesting is encoding/json's limit, which docs/API.md promises.
@@ -100,10 +102,11 @@ func kindName(c byte) string {
 	return "number"
 }
 
+// push counts the container opening at s.i.
 func (s *jsonScan) push() bool {
 	s.depth++
 	if s.depth > maxNesting && s.fail == nil {
-		s.fail = badRequest(CodeBadJSON, fmt.Sprintf("the body is not valid JSON: exceeded max depth (at byte %d)", s.i+1))
+		s.fail = badRequest(CodeBadJSON, fmt.Sprintf("the body is not valid JSON: invalid character %s exceeded max depth (at byte %d)", quoteChar(s.b[s.i]), s.i+1))
 	}
 	return s.fail == nil
 }
@@ -111,10 +114,10 @@ func (s *jsonScan) push() bool {
 // enter consumes the '{' or '[' at s.i; it reports whether a member or an
 // element follows (false for an empty container, consumed whole).
 func (s *jsonScan) enter(closer byte) bool {
-	s.i++
 	if !s.push() {
 		return false
 	}
+	s.i++
 	s.ws()
 	if s.i < len(s.b) && s.b[s.i] == closer {
 		s.i++
@@ -192,6 +195,7 @@ func (s *jsonScan) str(exempt bool) (raw []byte, esc bool) {
 	b := s.b
 	start := s.i + 1
 	i := start
+	exempt = exempt || s.lenient
 	for {
 		for i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
 			i += 8
@@ -261,7 +265,7 @@ func (s *jsonScan) escape(i int, exempt bool) int {
 		}
 	}
 	if s.fail == nil {
-		s.fail = loneSurrogate(b, i)
+		s.fail, s.failSur = loneSurrogate(b, i), true
 	}
 	return -1
 }

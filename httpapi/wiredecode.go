@@ -265,6 +265,11 @@ var (
 // parseRequest reads a /db body.
 func parseRequest(body []byte, w *parsedRequest) *apiError {
 	s := &jsonScan{b: body}
+	return s.finish(s.request(w), func(l *jsonScan) { l.request(new(parsedRequest)) })
+}
+
+// request reads a /db body into w and returns its first decoding fault.
+func (s *jsonScan) request(w *parsedRequest) *apiError {
 	var top softErr
 	stopped := false // a list field or Unlock failed: decoding stopped there
 	stop := func(e *softErr) {
@@ -344,38 +349,45 @@ func parseRequest(body []byte, w *parsedRequest) *apiError {
 		top.save(typeErr("", "", kindName(c)))
 		s.skip(false)
 	}
-	return s.finish(top.err)
+	return top.err
 }
 
-// finish decides the outcome once the first value is read.
-func (s *jsonScan) finish(soft *apiError) *apiError {
+// finish decides the outcome once the first value is read (soft: its
+// first decoding fault). The faults of the whole body come first, with
+// the messages checkUTF8 and checkSurrogates gave, which also read past
+// the first value: a lone surrogate after it, or past a syntax error,
+// is what the client hears of. Only error replies pay for these scans;
+// rescan reads the body again, as the decoder that read it.
+func (s *jsonScan) finish(soft *apiError, rescan func(*jsonScan)) *apiError {
 	trailing := false
 	if s.fail == nil {
 		s.ws()
 		trailing = s.i < len(s.b)
+		if !trailing {
+			return soft
+		}
 	}
-	if s.fail != nil {
-		if err := notUTF8(s.b); err != nil {
-			return err
+	if err := notUTF8(s.b); err != nil {
+		return err
+	}
+	if err := checkSurrogates(s.b); err != nil {
+		return err
+	}
+	switch {
+	case s.fail != nil && s.failSur:
+		// A lone surrogate in malformed JSON, where checkSurrogates lost
+		// its way: the syntax error is the one to name.
+		l := &jsonScan{b: s.b, lenient: true}
+		if rescan(l); l.fail != nil {
+			return l.fail
 		}
 		return s.fail
+	case s.fail != nil:
+		return s.fail
+	case soft != nil:
+		return soft
 	}
-	if trailing {
-		// checkUTF8 and checkSurrogates read the whole body, data after
-		// the object too: only an unknown field could still come first.
-		if err := notUTF8(s.b); err != nil {
-			return err
-		}
-		if soft == nil || soft.code == CodeUnknownField {
-			if err := checkSurrogates(s.b[s.i:]); err != nil {
-				return err
-			}
-		}
-		if soft == nil {
-			return badRequest(CodeBadJSON, "the body could not be decoded: unexpected data after the JSON object")
-		}
-	}
-	return soft
+	return badRequest(CodeBadJSON, "the body could not be decoded: unexpected data after the JSON object")
 }
 
 // handle reads Unlock: a positive integer, as a number or a numeric
@@ -547,6 +559,11 @@ type parsedWatch struct {
 
 func parseWatch(body []byte, w *parsedWatch) *apiError {
 	s := &jsonScan{b: body}
+	return s.finish(s.watch(w), func(l *jsonScan) { l.watch(new(parsedWatch)) })
+}
+
+// watch reads a /watch body into w and returns its first decoding fault.
+func (s *jsonScan) watch(w *parsedWatch) *apiError {
 	var e softErr
 	s.ws()
 	switch c := s.kind(); c {
@@ -587,5 +604,5 @@ func parseWatch(body []byte, w *parsedWatch) *apiError {
 		e.save(typeErr("", "", kindName(c)))
 		s.skip(false)
 	}
-	return s.finish(e.err)
+	return e.err
 }

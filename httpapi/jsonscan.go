@@ -49,7 +49,10 @@ func quoteChar(c byte) string {
 	return "'" + q[1:len(q)-1] + "'"
 }
 
-// notUTF8 is checkUTF8's refusal, or nil when body is UTF-8.
+// notUTF8 refuses a body that is not UTF-8 (RFC 8259 section 8.1), naming
+// its first bad byte, or returns nil. Decoders that turn each bad byte into
+// U+FFFD would make the keys "k\xff" and "k\xfe" one key, and echo a
+// stored Value back as JSON that strict parsers refuse.
 func notUTF8(body []byte) *apiError {
 	if utf8.Valid(body) {
 		return nil

@@ -354,10 +354,11 @@ func (s *jsonScan) request(w *parsedRequest) *apiError {
 
 // finish decides the outcome once the first value is read (soft: its
 // first decoding fault). The faults of the whole body come first, with
-// the messages checkUTF8 and checkSurrogates gave, which also read past
-// the first value: a lone surrogate after it, or past a syntax error,
-// is what the client hears of. Only error replies pay for these scans;
-// rescan reads the body again, as the decoder that read it.
+// the messages the body-wide scans of the old decoder gave (see
+// decode_ref_test.go), which also read past the first value: a lone
+// surrogate after it, or past a syntax error, is what the client hears
+// of. Only error replies pay for these scans; rescan reads the body
+// again, as the decoder that read it.
 func (s *jsonScan) finish(soft *apiError, rescan func(*jsonScan)) *apiError {
 	trailing := false
 	if s.fail == nil {

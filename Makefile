@@ -13,7 +13,7 @@ GOBIN         := $(shell $(GO) env GOPATH)/bin
 FUZZ_SCALE    ?= 1
 FUZZ_LONG     ?= 40
 # The fuzz targets, as package:Target:executions.
-FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest:10000 ./httpapi:FuzzDecodeWatch:10000 ./httpapi:FuzzParseAuth:10000 ./httpapi:FuzzModelHTTP:100 ./wal:FuzzDecodeFrame:30000 ./wal:FuzzOpenDamagedTail:3000 ./engine:FuzzDecodeRecord:40000 ./snapshot:FuzzRead:40000
+FUZZ_TARGETS  := ./httpapi:FuzzDecodeRequest:10000 ./httpapi:FuzzDecodeWatch:10000 ./httpapi:FuzzDecodeDifferential:5000 ./httpapi:FuzzParseAuth:10000 ./httpapi:FuzzModelHTTP:100 ./wal:FuzzDecodeFrame:30000 ./wal:FuzzOpenDamagedTail:3000 ./engine:FuzzDecodeRecord:40000 ./snapshot:FuzzRead:40000
 
 .PHONY: all build run test lint vet staticcheck fmt-check unit unit-norace fuzz-short fuzz bench bench-table bench-compare bench-snapshot clean
 .PHONY: wrk bench-wrk bench-idle-waiters bench-memory-per-key

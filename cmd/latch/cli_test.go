@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,13 +40,32 @@ func mustLatch(t *testing.T, env []string, want int, args ...string) string {
 type cliProc struct {
 	cmd    *exec.Cmd
 	lines  chan string
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	done   chan struct{}
+}
+
+// lockedBuffer is a child's stderr, read by the test while the child may
+// still write it (a hang guard's message, for one).
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startCLI(t *testing.T, env []string, args ...string) *cliProc {
 	t.Helper()
-	p := &cliProc{cmd: exec.Command(latchBin, args...), lines: make(chan string, 100), stderr: new(bytes.Buffer), done: make(chan struct{})}
+	p := &cliProc{cmd: exec.Command(latchBin, args...), lines: make(chan string, 100), stderr: new(lockedBuffer), done: make(chan struct{})}
 	p.cmd.Env = childEnv(env...)
 	p.cmd.Stderr = p.stderr
 	out, err := p.cmd.StdoutPipe()

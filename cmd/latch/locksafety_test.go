@@ -737,7 +737,9 @@ func probeFreeLocks(r *lockRun, s *server, locks [][2]string) {
 			if wait := time.Until(time.UnixMilli(free + 5)); wait > 0 {
 				time.Sleep(wait) // a holder that walked away: its deadline
 			}
-			const dur = 1000
+			// Long enough that the unlock right after it still finds it
+			// held on a loaded machine; it is released at once.
+			const dur = 10_000
 			sent := time.Now()
 			st, resp, err := s.db(context.Background(), ns, map[string]any{"LockID": name, "LockDurMs": dur, "LockWaitMs": 0})
 			recv := time.Now()

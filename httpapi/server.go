@@ -116,7 +116,14 @@ func (s *Server) post(h handlerFunc) http.HandlerFunc {
 		buf := bodyPool.Get().(*bytes.Buffer)
 		defer bodyPool.Put(buf)
 		buf.Reset()
-		if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.lim.MaxBodyBytes)); err != nil {
+		body := r.Body
+		if r.ContentLength < 0 || r.ContentLength > s.lim.MaxBodyBytes {
+			// A declared length within the limit needs no second bound:
+			// net/http reads no further than it (HTTP/2 refuses a stream
+			// that sends more).
+			body = http.MaxBytesReader(w, r.Body, s.lim.MaxBodyBytes)
+		}
+		if _, err := buf.ReadFrom(body); err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
 				writeError(w, &apiError{status: http.StatusRequestEntityTooLarge, code: CodeBodyTooLarge,
@@ -147,7 +154,8 @@ func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ns string, bod
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, appendResponse(make([]byte, 0, 256), resp))
+	p := getReplyBuf()
+	putReplyBuf(p, writeReply(w, appendResponse(*p, resp)))
 	return nil
 }
 
@@ -160,20 +168,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, ns string, 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, appendKV(make([]byte, 0, 128+len(res.Value)), res.Key, res.Value, res.Version))
+	p := getReplyBuf()
+	putReplyBuf(p, writeReply(w, appendKV(*p, res.Key, res.Value, res.Version)))
 	return nil
-}
-
-func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
-	w.WriteHeader(status)
-	body = append(body, '\n')
-	w.Write(body) //nolint:errcheck // the client may be gone; nothing to do
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	status, code, msg := classify(err)
-	writeJSON(w, status, appendError(nil, code, msg))
 }

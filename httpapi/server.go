@@ -13,9 +13,10 @@ import (
 
 // Server is the HTTP handler of latch's API.
 type Server struct {
-	eng *engine.Engine
-	lim Limits
-	mux *http.ServeMux
+	eng    *engine.Engine
+	lim    Limits
+	mux    *http.ServeMux
+	router *router // the API's POST routes first, then mux
 	// Observability (health.go, metrics.go): a ready Health unless
 	// Observe gives the process's own; metrics off unless Observe.
 	health  *Health
@@ -31,9 +32,13 @@ func New(eng *engine.Engine, lim Limits) *Server {
 		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { s.health.mux.ServeHTTP(w, r) })
 	}
 	s.mux.HandleFunc("/metrics", s.handleMetrics)
-	s.mux.HandleFunc("/db/{env}", s.post(s.handleDB))
-	s.mux.HandleFunc("/req/{env}", s.post(s.handleDB))
-	s.mux.HandleFunc("/watch/{env}", s.post(s.handleWatch))
+	db, watch := s.post(s.handleDB), s.post(s.handleWatch)
+	s.mux.HandleFunc("/db/{env}", db.byPath)
+	s.mux.HandleFunc("/req/{env}", db.byPath)
+	s.mux.HandleFunc("/watch/{env}", watch.byPath)
+	s.router = &router{mux: s.mux, routes: []route{
+		{"/db/", "/db/{env}", db}, {"/req/", "/req/{env}", db}, {"/watch/", "/watch/{env}", watch},
+	}}
 	s.mux.HandleFunc("/admin/snapshot", s.handleSnapshot)
 	s.registerAdmin() // adminapi.go
 	s.registerUI()    // ui.go
@@ -70,10 +75,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.metrics != nil {
-		s.metrics.instrument(s.mux, w, r)
+		s.metrics.instrument(s.router, w, r)
 		return
 	}
-	s.mux.ServeHTTP(w, r)
+	s.router.ServeHTTP(w, r)
 }
 
 // canonicalPath reports whether http.ServeMux would route p as it is,
@@ -100,15 +105,14 @@ var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // post wraps a handler with what every route shares: the method check,
 // namespace validation, the body size limit and error replies.
-func (s *Server) post(h handlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) post(h handlerFunc) apiRoute {
+	return func(w http.ResponseWriter, r *http.Request, ns string) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
 			writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: CodeMethodNotAllowed,
 				msg: r.Method + " is not allowed on " + r.URL.Path + "; use POST with a JSON body"})
 			return
 		}
-		ns := r.PathValue("env")
 		if err := s.lim.checkNamespace(ns); err != nil {
 			writeError(w, err)
 			return

@@ -62,10 +62,11 @@ ui-screenshots: chromium
 	LATCH_UI_SCREENSHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -run '^TestAdminPageBrowser$$' ./httpapi
 
 # Tests too big for the race detector (it caps live goroutines at 8128):
-# 10,000 lock waiters over HTTP on one key; and the bad-input table's
-# 20 runs with its heap check (too slow under -race, which runs it twice).
+# 10,000 lock waiters over HTTP on one key; the bad-input table's
+# 20 runs with its heap check (too slow under -race, which runs it twice);
+# and the allocation budgets (sync.Pool drops items at random under -race).
 unit-norace:
-	$(GO) test -count=1 -timeout 5m -run '^(TestTenThousandWaiters|TestBadInput)$$' ./httpapi
+	$(GO) test -count=1 -timeout 5m -run '^(TestTenThousandWaiters|TestBadInput|TestAllocs.*)$$' ./httpapi
 
 # The power-loss harness's reverse check: built with fsync off (the
 # latch_nofsync tag, refused outside test binaries), it must report lost

@@ -374,7 +374,8 @@ func (e *Engine) Do(ctx context.Context, ns string, req *Request) (*Response, er
 		return nil, err
 	}
 	s := e.shardFor(ns)
-	op := &doOp{ns: ns, req: req, reply: make(chan result, 1)}
+	op := doOpPool.Get().(*doOp)
+	op.ns, op.req = ns, req
 	var parked <-chan *wal.Ticket
 	if req.LockID != "" && req.LockWaitMs > 0 {
 		op.parked = make(chan *wal.Ticket, 1)
@@ -399,6 +400,9 @@ wait:
 	for {
 		select {
 		case r = <-op.reply:
+			if op.parked == nil {
+				op.recycle()
+			}
 			break wait
 		case heldBy = <-parked:
 			parked = nil

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"container/heap"
+	"sync"
 	"sync/atomic"
 
 	"github.com/latchkv/latch/wal"
@@ -237,6 +238,20 @@ type doOp struct {
 	// parked, when the request may wait (LockWait > 0), is told once when
 	// the loop parks it, with the shard's last ticket at that moment.
 	parked chan *wal.Ticket
+}
+
+// doOpPool holds ops with their reply channel, which are most of what a
+// request allocates in the engine. Only an op that could never be parked
+// (no LockWait) and whose reply its caller received goes back: the loop
+// sent its one reply and dropped it, and no wait queue or cancel notice
+// can still hold it.
+var doOpPool = sync.Pool{New: func() any { return &doOp{reply: make(chan result, 1)} }}
+
+func (op *doOp) recycle() {
+	op.ns, op.req = "", nil
+	op.state.Store(stWaiting)
+	op.queued, op.noted = false, false
+	doOpPool.Put(op)
 }
 
 type result struct {

@@ -485,3 +485,47 @@ func TestHeaderTooLarge(t *testing.T) {
 	}
 	ok(t, call(t, ts, "POST", "/db/h", "", `{}`))
 }
+
+// TestLongPollOutlivesBodyTimeoutHTTP2: the same over HTTP/2 (TLS), where
+// the body deadline is the stream's, not the connection's, and net/http
+// does not clear it when the body ends: a watch parked past
+// --body-read-timeout still gets its change.
+func TestLongPollOutlivesBodyTimeoutHTTP2(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, cert := writeCert(t, dir, "h2", 1)
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	hc := httpapi.DefaultHTTPConfig()
+	hc.TLSCertFile, hc.TLSKeyFile = certFile, keyFile
+	hc.BodyReadTimeout = 100 * time.Millisecond
+	ts, _ := newSecServer(t, engine.Config{}, httpapi.DefaultLimits(), hc, roots)
+	ts.client.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+	type result struct {
+		proto int
+		r     reply
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := ts.client.Post(ts.url+"/watch/h2", "application/json", strings.NewReader(`{"ID":"k","Version":0,"Timeout":60}`))
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{resp.ProtoMajor, reply{Status: resp.StatusCode, Header: resp.Header, Raw: raw}, err}
+	}()
+	waitUntil(t, "the watch parked", func() bool { return ts.eng.KeyWatchers("h2", "k") == 1 })
+	time.Sleep(5 * hc.BodyReadTimeout)
+	select {
+	case res := <-done:
+		t.Fatalf("the watch returned before its key changed: HTTP/%d %s %v", res.proto, res.r, res.err)
+	default:
+	}
+	ok(t, call(t, ts, "POST", "/db/h2", "", `{"KVSet":[{"Key":"k","Value":1}]}`))
+	res := <-done
+	if res.err != nil || res.r.Status != http.StatusOK || res.proto != 2 {
+		t.Fatalf("watch: HTTP/%d %s %v, want an HTTP/2 200", res.proto, res.r, res.err)
+	}
+}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,12 +34,15 @@ type Metrics struct {
 	snapPause     prometheus.Histogram
 	eng           atomic.Pointer[engine.Engine]
 	handler       http.Handler
+	routes        atomic.Pointer[map[string]*routeMetrics] // see route
+	routesMu      sync.Mutex                               // serialises adding to routes
 }
 
 // NewMetrics builds the registry: request, commit, engine, build, Go
 // runtime and process metrics.
 func NewMetrics(v VersionInfo) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.routes.Store(&map[string]*routeMetrics{})
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latch_http_requests_total",
 		Help: "HTTP requests by route pattern (e.g. /db/{env}) and status code.",
@@ -116,17 +120,68 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.handler.
 // "/db/{env}", never the namespace in the URL.
 func (m *Metrics) instrument(mux http.Handler, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := recorderPool.Get().(*statusRecorder)
+	rec.ResponseWriter = w
 	mux.ServeHTTP(rec, r)
+	status := rec.status
+	*rec = statusRecorder{}
+	recorderPool.Put(rec)
 	route := r.Pattern
 	if route == "" {
 		route = "unmatched" // e.g. the mux's own redirects
 	}
-	if rec.status == 0 {
-		rec.status = http.StatusOK
+	if status == 0 {
+		status = http.StatusOK
 	}
-	m.requests.WithLabelValues(route, statusLabel(rec.status)).Inc()
-	m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	rm := m.route(route)
+	rm.count(m, route, status).Inc()
+	rm.latency.Observe(time.Since(start).Seconds())
+}
+
+// recorderPool: handlers never keep the ResponseWriter past their return,
+// so a recorder is free again once the mux has served.
+var recorderPool = sync.Pool{New: func() any { return new(statusRecorder) }}
+
+// routeMetrics are one route's children of the request metrics, looked up
+// once per route and status rather than hashed from labels per request.
+type routeMetrics struct {
+	latency prometheus.Observer
+	codes   [len(statusLabels)]atomic.Pointer[prometheus.Counter]
+}
+
+// route returns the metrics of a route pattern. The patterns are the
+// mux's, a fixed few, so the copy-on-write map stays small.
+func (m *Metrics) route(route string) *routeMetrics {
+	if rm := (*m.routes.Load())[route]; rm != nil {
+		return rm
+	}
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	old := *m.routes.Load()
+	if rm := old[route]; rm != nil {
+		return rm
+	}
+	next := make(map[string]*routeMetrics, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	rm := &routeMetrics{latency: m.latency.WithLabelValues(route)}
+	next[route] = rm
+	m.routes.Store(&next)
+	return rm
+}
+
+// count returns the request counter of this route and status.
+func (rm *routeMetrics) count(m *Metrics, route string, status int) prometheus.Counter {
+	if status < 0 || status >= len(rm.codes) {
+		return m.requests.WithLabelValues(route, statusLabel(status))
+	}
+	if c := rm.codes[status].Load(); c != nil {
+		return *c
+	}
+	c := m.requests.WithLabelValues(route, statusLabels[status])
+	rm.codes[status].Store(&c)
+	return c
 }
 
 // statusLabels are the code labels of every valid status, made once so

@@ -13,9 +13,10 @@ import (
 
 // Server is the HTTP handler of latch's API.
 type Server struct {
-	eng *engine.Engine
-	lim Limits
-	mux *http.ServeMux
+	eng    *engine.Engine
+	lim    Limits
+	mux    *http.ServeMux
+	router *router // the API's POST routes first, then mux
 	// Observability (health.go, metrics.go): a ready Health unless
 	// Observe gives the process's own; metrics off unless Observe.
 	health  *Health
@@ -31,9 +32,13 @@ func New(eng *engine.Engine, lim Limits) *Server {
 		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { s.health.mux.ServeHTTP(w, r) })
 	}
 	s.mux.HandleFunc("/metrics", s.handleMetrics)
-	s.mux.HandleFunc("/db/{env}", s.post(s.handleDB))
-	s.mux.HandleFunc("/req/{env}", s.post(s.handleDB))
-	s.mux.HandleFunc("/watch/{env}", s.post(s.handleWatch))
+	db, watch := s.post(s.handleDB), s.post(s.handleWatch)
+	s.mux.HandleFunc("/db/{env}", db.byPath)
+	s.mux.HandleFunc("/req/{env}", db.byPath)
+	s.mux.HandleFunc("/watch/{env}", watch.byPath)
+	s.router = &router{mux: s.mux, routes: []route{
+		{"/db/", "/db/{env}", db}, {"/req/", "/req/{env}", db}, {"/watch/", "/watch/{env}", watch},
+	}}
 	s.mux.HandleFunc("/admin/snapshot", s.handleSnapshot)
 	s.registerAdmin() // adminapi.go
 	s.registerUI()    // ui.go
@@ -70,10 +75,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.metrics != nil {
-		s.metrics.instrument(s.mux, w, r)
+		s.metrics.instrument(s.router, w, r)
 		return
 	}
-	s.mux.ServeHTTP(w, r)
+	s.router.ServeHTTP(w, r)
 }
 
 // canonicalPath reports whether http.ServeMux would route p as it is,
@@ -100,15 +105,14 @@ var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // post wraps a handler with what every route shares: the method check,
 // namespace validation, the body size limit and error replies.
-func (s *Server) post(h handlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) post(h handlerFunc) apiRoute {
+	return func(w http.ResponseWriter, r *http.Request, ns string) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
 			writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: CodeMethodNotAllowed,
 				msg: r.Method + " is not allowed on " + r.URL.Path + "; use POST with a JSON body"})
 			return
 		}
-		ns := r.PathValue("env")
 		if err := s.lim.checkNamespace(ns); err != nil {
 			writeError(w, err)
 			return
@@ -116,7 +120,14 @@ func (s *Server) post(h handlerFunc) http.HandlerFunc {
 		buf := bodyPool.Get().(*bytes.Buffer)
 		defer bodyPool.Put(buf)
 		buf.Reset()
-		if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.lim.MaxBodyBytes)); err != nil {
+		body := r.Body
+		if r.ContentLength < 0 || r.ContentLength > s.lim.MaxBodyBytes {
+			// A declared length within the limit needs no second bound:
+			// net/http reads no further than it (HTTP/2 refuses a stream
+			// that sends more).
+			body = http.MaxBytesReader(w, r.Body, s.lim.MaxBodyBytes)
+		}
+		if _, err := buf.ReadFrom(body); err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
 				writeError(w, &apiError{status: http.StatusRequestEntityTooLarge, code: CodeBodyTooLarge,
@@ -147,7 +158,8 @@ func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ns string, bod
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, appendResponse(make([]byte, 0, 256), resp))
+	p := getReplyBuf()
+	putReplyBuf(p, writeReply(w, appendResponse(*p, resp)))
 	return nil
 }
 
@@ -160,20 +172,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, ns string, 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, appendKV(make([]byte, 0, 128+len(res.Value)), res.Key, res.Value, res.Version))
+	p := getReplyBuf()
+	putReplyBuf(p, writeReply(w, appendKV(*p, res.Key, res.Value, res.Version)))
 	return nil
-}
-
-func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
-	w.WriteHeader(status)
-	body = append(body, '\n')
-	w.Write(body) //nolint:errcheck // the client may be gone; nothing to do
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	status, code, msg := classify(err)
-	writeJSON(w, status, appendError(nil, code, msg))
 }

@@ -200,26 +200,45 @@ func (s *HTTPServer) limitConnections(next http.Handler) http.Handler {
 // read deadline is set when the handler starts and cleared when the body
 // ends, before a long poll parks. A body cut off by it is answered 408
 // request_timeout by the route (see post).
+//
+// Over HTTP/1.x net/http clears the deadline itself when the body ends
+// (it then starts watching the connection for a disconnect), so there
+// the deadline is set once and the body left as it is: one deadline call
+// and no allocation per request. HTTP/2 streams have no such step, so
+// their body is wrapped to clear it.
 func bodyDeadline(d time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if r.ProtoMajor == 1 {
+			if rd, ok := w.(readDeadliner); ok {
+				rd.SetReadDeadline(time.Now().Add(d)) //nolint:errcheck // a transport without deadlines: the body is unbounded, as before
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
 		rc := http.NewResponseController(w)
 		if err := rc.SetReadDeadline(time.Now().Add(d)); err != nil {
 			next.ServeHTTP(w, r) // a transport without deadlines
 			return
 		}
-		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+		if r.ProtoMajor != 1 {
+			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// deadlineBody clears the read deadline once the body has ended, so a long
-// poll that parks after it has none. net/http's HTTP/1 server does the same
-// when it starts watching for a disconnect (connReader.startBackgroundRead);
-// HTTP/2 streams have no such step, so it is done here for both.
+// readDeadliner is net/http's HTTP/1 ResponseWriter, reached without
+// http.NewResponseController's allocation.
+type readDeadliner interface {
+	SetReadDeadline(time.Time) error
+}
+
+// deadlineBody clears the read deadline once an HTTP/2 body has ended, so
+// a long poll that parks after it has none.
 type deadlineBody struct {
 	io.ReadCloser
 	rc      *http.ResponseController

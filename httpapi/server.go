@@ -31,9 +31,9 @@ func New(eng *engine.Engine, lim Limits) *Server {
 		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { s.health.mux.ServeHTTP(w, r) })
 	}
 	s.mux.HandleFunc("/metrics", s.handleMetrics)
-	s.mux.HandleFunc("/db/{env}", s.post(s.handleDB))
-	s.mux.HandleFunc("/req/{env}", s.post(s.handleDB))
-	s.mux.HandleFunc("/watch/{env}", s.post(s.handleWatch))
+	s.mux.HandleFunc("/db/{env}", post(s, s.lim.decodeRequest, s.handleDB))
+	s.mux.HandleFunc("/req/{env}", post(s, s.lim.decodeRequest, s.handleDB))
+	s.mux.HandleFunc("/watch/{env}", post(s, s.lim.decodeWatch, s.handleWatch))
 	s.mux.HandleFunc("/admin/snapshot", s.handleSnapshot)
 	s.registerAdmin() // adminapi.go
 	s.registerUI()    // ui.go
@@ -94,13 +94,14 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	s.metrics.ServeHTTP(w, r)
 }
 
-type handlerFunc func(w http.ResponseWriter, r *http.Request, ns string, body []byte) error
-
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // post wraps a handler with what every route shares: the method check,
-// namespace validation, the body size limit and error replies.
-func (s *Server) post(h handlerFunc) http.HandlerFunc {
+// namespace validation, the body size limit, decoding and error replies.
+// The body's pooled buffer goes back before h runs, since h may wait for
+// minutes (a parked lock waiter, a watch) and would hold it all that
+// time: what decode returns must therefore not alias the body.
+func post[T any](s *Server, decode func(body []byte) (T, error), h func(w http.ResponseWriter, r *http.Request, ns string, req T) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
@@ -114,9 +115,9 @@ func (s *Server) post(h handlerFunc) http.HandlerFunc {
 			return
 		}
 		buf := bodyPool.Get().(*bytes.Buffer)
-		defer bodyPool.Put(buf)
 		buf.Reset()
 		if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.lim.MaxBodyBytes)); err != nil {
+			bodyPool.Put(buf)
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
 				writeError(w, &apiError{status: http.StatusRequestEntityTooLarge, code: CodeBodyTooLarge,
@@ -132,17 +133,18 @@ func (s *Server) post(h handlerFunc) http.HandlerFunc {
 			writeError(w, badRequest(CodeBadJSON, "reading the body failed: "+err.Error()))
 			return
 		}
-		if err := h(w, r, ns, buf.Bytes()); err != nil {
+		req, err := decode(buf.Bytes())
+		bodyPool.Put(buf)
+		if err == nil {
+			err = h(w, r, ns, req)
+		}
+		if err != nil {
 			writeError(w, err)
 		}
 	}
 }
 
-func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ns string, body []byte) error {
-	req, err := s.lim.decodeRequest(body)
-	if err != nil {
-		return err
-	}
+func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ns string, req *engine.Request) error {
 	resp, err := s.eng.Do(r.Context(), ns, req)
 	if err != nil {
 		return err
@@ -151,11 +153,7 @@ func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ns string, bod
 	return nil
 }
 
-func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, ns string, body []byte) error {
-	wr, err := s.lim.decodeWatch(body)
-	if err != nil {
-		return err
-	}
+func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, ns string, wr *watchRequest) error {
 	res, err := s.eng.Watch(r.Context(), ns, wr.key, wr.version, wr.timeout)
 	if err != nil {
 		return err

@@ -213,7 +213,7 @@ func (e *Engine) NamespacesPage(ctx context.Context, after string, limit int) (N
 		var part []NamespaceInfo
 		ascendAfter(&s.views.names, after, &s.viewVisits, func(name string) bool {
 			if ns := s.nss[name]; ns != nil {
-				part = append(part, NamespaceInfo{Name: name, Keys: ns.kv.Len(), Counters: ns.counters.Len(), Locks: ns.held.Len(), Revision: ns.rev})
+				part = append(part, NamespaceInfo{Name: name, Keys: ns.kvLen(), Counters: ns.counters.Len(), Locks: ns.held.Len(), Revision: ns.rev})
 			}
 			return len(part) < n
 		})
@@ -367,19 +367,20 @@ func (e *Engine) Keys(ctx context.Context, ns, prefix, after string, limit int) 
 			pivot = after
 		}
 		bytes := 0
-		space.kv.Ascend(pivot, func(key string, v kvEntry) bool {
+		space.kv.Ascend(kvProbe(pivot), func(v kvEntry) bool {
+			key := v.key()
 			if !strings.HasPrefix(key, prefix) {
 				return false // keys with the prefix are contiguous
 			}
 			if key == after {
 				return true
 			}
-			if len(page.Keys) == limit || (len(page.Keys) > 0 && bytes+len(v.value) > maxKeysPageBytes) {
+			if len(page.Keys) == limit || (len(page.Keys) > 0 && bytes+int(v.valLen) > maxKeysPageBytes) {
 				page.Next = page.Keys[len(page.Keys)-1].Key
 				return false
 			}
-			bytes += len(v.value)
-			page.Keys = append(page.Keys, KVItem{Key: key, Value: v.value, Version: v.version})
+			bytes += int(v.valLen)
+			page.Keys = append(page.Keys, KVItem{Key: key, Value: v.value(), Version: v.version})
 			return true
 		})
 		return page

@@ -180,8 +180,8 @@ func (s *shard) kvValue(ns *namespace, effs []effect, key string) KVItem {
 			return KVItem{Key: key}
 		}
 	}
-	if v, ok := ns.kv.Get(key); ok {
-		return KVItem{Key: key, Value: v.value, Version: v.version}
+	if v, ok := ns.kvGet(key); ok {
+		return KVItem{Key: key, Value: v.value(), Version: v.version}
 	}
 	return KVItem{Key: key}
 }
@@ -193,10 +193,10 @@ func (s *shard) applyEffects(ns *namespace, effs []effect) {
 		e := &effs[i]
 		switch e.kind {
 		case effPut:
-			ns.kv.Set(e.key, kvEntry{value: e.value, version: e.num})
+			ns.kvPut(e.key, e.value, e.num)
 			ns.rev = max(ns.rev, e.num)
 		case effDelete:
-			ns.kv.Delete(e.key)
+			ns.kvDelete(e.key)
 			ns.rev = max(ns.rev, e.num)
 		case effCounter:
 			if e.signed == 0 {

@@ -41,7 +41,7 @@ func dumpState(e *Engine) dump {
 	for _, s := range e.shards {
 		for name, ns := range s.nss {
 			kv := map[string]kvDump{}
-			ns.kv.Scan(func(k string, v kvEntry) bool { kv[k] = kvDump{string(v.value), v.version}; return true })
+			ns.kv.Scan(func(v kvEntry) bool { kv[v.key()] = kvDump{string(v.value()), v.version}; return true })
 			ctr := map[string]int64{}
 			ns.counters.Scan(func(k string, v int64) bool { ctr[k] = v; return true })
 			seq := map[string]uint64{}

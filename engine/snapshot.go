@@ -51,7 +51,7 @@ type shardCopy struct {
 type nsCopy struct {
 	name     string
 	rev      uint64
-	kv       *btree.Map[string, kvEntry]
+	kv       *kvTree
 	counters *btree.Map[string, int64]
 	seqs     *btree.Map[string, uint64]
 	held     *btree.Map[string, heldLock]
@@ -269,7 +269,7 @@ func writeCopies(w *snapshot.Writer, all []shardCopy) error {
 			if err = w.Namespace(ns.name, ns.rev); err != nil {
 				return err
 			}
-			ns.kv.Scan(func(k string, v kvEntry) bool { err = w.KV(k, v.version, v.value); return err == nil })
+			ns.kv.Scan(func(v kvEntry) bool { err = w.KV(v.key(), v.version, v.value()); return err == nil })
 			ns.counters.Scan(func(k string, v int64) bool { err = w.Counter(k, v); return err == nil })
 			ns.seqs.Scan(func(k string, v uint64) bool { err = w.Seq(k, v); return err == nil })
 			ns.held.Scan(func(k string, v heldLock) bool { err = w.Lock(k, v.handle, v.deadlineMs); return err == nil })
@@ -392,7 +392,7 @@ func (e *Engine) loadSnapshot(info *RecoveryInfo) (uint64, error) {
 			}
 			switch en.Tag {
 			case snapshot.TagKV:
-				cur.kv.Set(en.Name, kvEntry{value: en.Value, version: en.Num})
+				cur.kvPut(en.Name, en.Value, en.Num)
 			case snapshot.TagCounter:
 				cur.counters.Set(en.Name, en.Signed)
 			case snapshot.TagSeq:

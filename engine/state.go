@@ -9,13 +9,6 @@ import (
 	"github.com/tidwall/btree"
 )
 
-// kvEntry is a stored value. Values are never mutated in place (tidwall/btree
-// copies items shallowly), only replaced.
-type kvEntry struct {
-	value   []byte
-	version uint64
-}
-
 // lockState is one lock key: its holder (handle 0 = none) and its waiters.
 type lockState struct {
 	ns         *namespace
@@ -33,7 +26,7 @@ func (l *lockState) heldAt(nowMs int64) bool { return l.handle != 0 && l.deadlin
 type namespace struct {
 	name     string
 	rev      uint64 // bumped by every request that writes KV
-	kv       btree.Map[string, kvEntry]
+	kv       *kvTree
 	counters btree.Map[string, int64]
 	seqs     btree.Map[string, uint64] // next id to hand out; absent = 1
 	locks    map[string]*lockState
@@ -55,6 +48,7 @@ type heldLock struct {
 func newNamespace(name string) *namespace {
 	return &namespace{
 		name:     name,
+		kv:       newKVTree(),
 		locks:    make(map[string]*lockState),
 		watchers: make(map[string]*waitQueue[*watchOp]),
 	}
@@ -64,7 +58,7 @@ func newNamespace(name string) *namespace {
 // wrote into it. A KV revision counts even with every key deleted, so a
 // re-created namespace never hands out a version a client saw before.
 func (ns *namespace) hasDurableState() bool {
-	return ns.rev != 0 || ns.kv.Len() > 0 || ns.counters.Len() > 0 || ns.seqs.Len() > 0 ||
+	return ns.rev != 0 || ns.kvLen() > 0 || ns.counters.Len() > 0 || ns.seqs.Len() > 0 ||
 		ns.held.Len() > 0 || ns.idem.Len() > 0
 }
 

@@ -32,7 +32,7 @@ func New(eng *engine.Engine, lim Limits) *Server {
 		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { s.health.mux.ServeHTTP(w, r) })
 	}
 	s.mux.HandleFunc("/metrics", s.handleMetrics)
-	db, watch := s.post(s.handleDB), s.post(s.handleWatch)
+	db, watch := post(s, s.lim.decodeRequest, s.handleDB), post(s, s.lim.decodeWatch, s.handleWatch)
 	s.mux.HandleFunc("/db/{env}", db.byPath)
 	s.mux.HandleFunc("/req/{env}", db.byPath)
 	s.mux.HandleFunc("/watch/{env}", watch.byPath)
@@ -99,13 +99,14 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	s.metrics.ServeHTTP(w, r)
 }
 
-type handlerFunc func(w http.ResponseWriter, r *http.Request, ns string, body []byte) error
-
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // post wraps a handler with what every route shares: the method check,
-// namespace validation, the body size limit and error replies.
-func (s *Server) post(h handlerFunc) apiRoute {
+// namespace validation, the body size limit, decoding and error replies.
+// The body's pooled buffer goes back before h runs, since h may wait for
+// minutes (a parked lock waiter, a watch) and would hold it all that
+// time: what decode returns must therefore not alias the body.
+func post[T any](s *Server, decode func(body []byte) (T, error), h func(w http.ResponseWriter, r *http.Request, ns string, req T) error) apiRoute {
 	return func(w http.ResponseWriter, r *http.Request, ns string) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
@@ -118,7 +119,6 @@ func (s *Server) post(h handlerFunc) apiRoute {
 			return
 		}
 		buf := bodyPool.Get().(*bytes.Buffer)
-		defer bodyPool.Put(buf)
 		buf.Reset()
 		body := r.Body
 		if r.ContentLength < 0 || r.ContentLength > s.lim.MaxBodyBytes {
@@ -128,6 +128,7 @@ func (s *Server) post(h handlerFunc) apiRoute {
 			body = http.MaxBytesReader(w, r.Body, s.lim.MaxBodyBytes)
 		}
 		if _, err := buf.ReadFrom(body); err != nil {
+			bodyPool.Put(buf)
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
 				writeError(w, &apiError{status: http.StatusRequestEntityTooLarge, code: CodeBodyTooLarge,
@@ -143,17 +144,18 @@ func (s *Server) post(h handlerFunc) apiRoute {
 			writeError(w, badRequest(CodeBadJSON, "reading the body failed: "+err.Error()))
 			return
 		}
-		if err := h(w, r, ns, buf.Bytes()); err != nil {
+		req, err := decode(buf.Bytes())
+		bodyPool.Put(buf)
+		if err == nil {
+			err = h(w, r, ns, req)
+		}
+		if err != nil {
 			writeError(w, err)
 		}
 	}
 }
 
-func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ns string, body []byte) error {
-	req, err := s.lim.decodeRequest(body)
-	if err != nil {
-		return err
-	}
+func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ns string, req *engine.Request) error {
 	resp, err := s.eng.Do(r.Context(), ns, req)
 	if err != nil {
 		return err
@@ -163,11 +165,7 @@ func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ns string, bod
 	return nil
 }
 
-func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, ns string, body []byte) error {
-	wr, err := s.lim.decodeWatch(body)
-	if err != nil {
-		return err
-	}
+func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, ns string, wr *watchRequest) error {
 	res, err := s.eng.Watch(r.Context(), ns, wr.key, wr.version, wr.timeout)
 	if err != nil {
 		return err

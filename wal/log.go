@@ -309,6 +309,13 @@ func (l *Log) commit(b *batch) (time.Duration, error) {
 	if err := l.tl.WriteBatch(&b.tb); err != nil {
 		return 0, fmt.Errorf("write: %w", err)
 	}
+	if len(closed) > 0 {
+		// tidwall/wal keeps the segments it closed in memory for reads,
+		// and this log never reads through it: drop them.
+		if err := l.tl.ClearCache(); err != nil {
+			return 0, fmt.Errorf("write: %w", err)
+		}
+	}
 	l.size.Add(int64(b.bytes()))
 	// tidwall/wal fsyncs a segment before it closes it and creates the
 	// next one (cycle), so every closed segment is durable in full.

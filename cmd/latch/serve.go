@@ -43,6 +43,7 @@ func serve(args []string) int {
 	logFormat := fs.String("log-format", "auto", "log format: json, text, or auto (text when stderr is a terminal, json otherwise)")
 	logLevel := fs.String("log-level", "info", "least severe log level written: debug, info, warn or error")
 	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles at /debug/pprof/ on this separate address (host:port; empty: off); never expose it")
+	releaseIdle := fs.Bool("release-idle-memory", true, "return the free heap to the OS once the server is idle after a burst (false: keep it mapped, as Go's runtime does by default, up to the next GC goal)")
 	drainDelay := fs.Duration("drain-delay", 0, "after SIGTERM, keep serving this long with /readyz answering 503 (so load balancers stop sending traffic) before shutting down")
 	fs.Int64Var(&lim.MaxBodyBytes, "max-body-bytes", lim.MaxBodyBytes, "largest request body")
 	fs.IntVar(&lim.MaxOps, "max-ops", lim.MaxOps, "ops allowed in one request")
@@ -145,6 +146,12 @@ func serve(args []string) int {
 			pprof.StopCPUProfile()
 			f.Close()
 		}()
+	}
+
+	if *releaseIdle {
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		go releaseIdleMemory(ctx)
 	}
 
 	fatal := make(chan error, 1)

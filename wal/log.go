@@ -97,6 +97,21 @@ type batch struct {
 
 func newBatch() *batch { return &batch{ticket: &Ticket{done: make(chan struct{})}} }
 
+// reuse readies a committed batch to collect the next one: its buffers
+// keep their capacity (tidwall/wal's Batch.Clear does), so a steady load
+// stops regrowing them on every commit; the Ticket is always new, since
+// callers of the old one still hold it.
+func (b *batch) reuse() *batch {
+	b.tb.Clear()
+	b.sizes = b.sizes[:0]
+	b.ticket = &Ticket{done: make(chan struct{})}
+	return b
+}
+
+// maxReusedBatch bounds the buffer a committed batch may keep for the next
+// one, so one burst of large records does not pin its memory for good.
+const maxReusedBatch = 2 << 20
+
 // Log is an open write-ahead log. Append is safe for concurrent use.
 type Log struct {
 	dir  string
@@ -258,6 +273,7 @@ func (l *Log) Append(payload []byte) *Ticket {
 // queued, write it once, fsync once, resolve the batch.
 func (l *Log) commitLoop() {
 	defer close(l.stopped)
+	var spare *batch // the last committed batch, cleared, for the next swap
 	for range l.wake {
 		l.mu.Lock()
 		b := l.cur
@@ -266,7 +282,11 @@ func (l *Log) commitLoop() {
 		// l.cur, and Append keeps adding to it.
 		ready := len(b.sizes) > 0
 		if ready {
-			l.cur = newBatch()
+			if spare != nil {
+				l.cur, spare = spare, nil
+			} else {
+				l.cur = newBatch()
+			}
 		}
 		l.mu.Unlock()
 		if ready {
@@ -280,6 +300,9 @@ func (l *Log) commitLoop() {
 			}
 			l.durable.Store(b.ticket.last)
 			close(b.ticket.done)
+			if b.bytes() <= maxReusedBatch {
+				spare = b.reuse()
+			}
 		}
 		if closing {
 			return

@@ -36,10 +36,10 @@ import (
 // the counts are higher there and are only logged; `make test` checks
 // them in its run without -race (unit-norace).
 const (
-	budgetKVSet   = 32 // 30 measured: a 64 B value
-	budgetCounter = 33 // 31
-	budgetLock    = 28 // 26: a fresh lock, as in the wrk lock row
-	budgetUnlock  = 28 // 26
+	budgetKVSet   = 13 // 11 measured: a 64 B value
+	budgetCounter = 14 // 12
+	budgetLock    = 12 // 10: a fresh lock, as in the wrk lock row
+	budgetUnlock  = 10 // 8
 )
 
 // allocRuns is modest: every write waits for its fsync.

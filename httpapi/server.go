@@ -160,7 +160,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, ns string, 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, appendKV(make([]byte, 0, 128+len(res.Value)), res.Key, res.Value, res.Version))
+	res.Encoded(encodeWatchReply).(*watchReply).write(w)
 	return nil
 }
 

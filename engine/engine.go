@@ -501,7 +501,7 @@ func (e *Engine) Watch(ctx context.Context, ns, key string, version uint64, time
 			if err != nil {
 				return WatchResult{}, err
 			}
-			return WatchResult(resp.KV[0]), nil
+			return watchResult(resp.KV[0]), nil
 		}
 		r = <-op.reply
 	case <-ctx.Done():

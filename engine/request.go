@@ -88,4 +88,11 @@ type WatchResult struct {
 	Key     string
 	Value   []byte // nil when the key does not exist
 	Version uint64 // 0 when the key does not exist
+	// Shared, when not nil, is the same for every watch the same write
+	// woke, which all return the same Key, Value and Version.
+	Shared *SharedReply
+}
+
+func watchResult(kv KVItem) WatchResult {
+	return WatchResult{Key: kv.Key, Value: kv.Value, Version: kv.Version}
 }

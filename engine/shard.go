@@ -277,7 +277,7 @@ func (s *shard) watch(op *watchOp) {
 	switch {
 	case cur.Version != op.version:
 		if op.take() {
-			op.reply <- watchReply{res: WatchResult(cur), ticket: s.lastTicket}
+			op.reply <- watchReply{res: watchResult(cur), ticket: s.lastTicket}
 		}
 		return
 	case s.e.draining.Load():
@@ -308,6 +308,8 @@ func (s *shard) notifyWatchers(ns *namespace, key string, t *wal.Ticket) {
 		return
 	}
 	cur := s.kvValue(ns, nil, key)
+	res := watchResult(cur)
+	res.Shared = new(SharedReply) // one reply for all: see WatchResult.Encoded
 	keep := waitQueue[*watchOp]{count: &s.stats.watchers}
 	for {
 		op, ok := q.pop()
@@ -321,7 +323,7 @@ func (s *shard) notifyWatchers(ns *namespace, key string, t *wal.Ticket) {
 			continue
 		}
 		if op.take() {
-			op.reply <- watchReply{res: WatchResult(cur), ticket: t}
+			op.reply <- watchReply{res: res, ticket: t}
 		}
 	}
 	if keep.len() > 0 {

@@ -170,7 +170,6 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, ns string, 
 	if err != nil {
 		return err
 	}
-	p := getReplyBuf()
-	putReplyBuf(p, writeReply(w, appendKV(*p, res.Key, res.Value, res.Version)))
+	res.Encoded(encodeWatchReply).(*watchReply).write(w)
 	return nil
 }

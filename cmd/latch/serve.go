@@ -69,6 +69,8 @@ func serve(args []string) int {
 	fs.DurationVar(&hc.BodyReadTimeout, "body-read-timeout", hc.BodyReadTimeout, "time a client has to send a request body, after its headers")
 	fs.DurationVar(&hc.IdleTimeout, "idle-timeout", hc.IdleTimeout, "close a keep-alive connection idle this long")
 	fs.IntVar(&hc.MaxHeaderBytes, "max-header-bytes", hc.MaxHeaderBytes, "largest request line and headers (over it: 431)")
+	fs.BoolVar(&hc.H2C, "h2c", hc.H2C, "serve HTTP/2 without TLS to clients that speak it by prior knowledge (gRPC- and etcd-style), beside HTTP/1.1 on the same port")
+	fs.IntVar(&hc.MaxStreamsPerConnection, "max-streams-per-connection", hc.MaxStreamsPerConnection, "requests one HTTP/2 connection (h2c or TLS) may have open at once; a client needing more opens another connection")
 	if err := parseWithEnv(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -81,6 +83,10 @@ func serve(args []string) int {
 	}
 	if err := checkReplyLimit(lim); err != nil {
 		fmt.Fprintln(os.Stderr, "latch serve:", err)
+		return 2
+	}
+	if hc.MaxStreamsPerConnection < 1 || hc.MaxStreamsPerConnection > maxStreamsPerConnection {
+		fmt.Fprintf(os.Stderr, "latch serve: --max-streams-per-connection %d: want 1 to %d\n", hc.MaxStreamsPerConnection, maxStreamsPerConnection)
 		return 2
 	}
 	if *segSize < minSegmentSize || *segSize > maxSegmentSize {
@@ -272,7 +278,7 @@ func serve(args []string) int {
 	health.Serve(api)
 	// The address line is parsed by tests and scripts: keep its shape. It
 	// means the API is ready (the socket was bound before recovery).
-	log.Info("listening", "addr", ln.Addr().String(), "shards", *shards, "tls", srv.TLS(), "auth", hc.Auth != nil, "max_connections", hc.MaxConnections)
+	log.Info("listening", "addr", ln.Addr().String(), "shards", *shards, "tls", srv.TLS(), "auth", hc.Auth != nil, "max_connections", hc.MaxConnections, "h2c", hc.H2C && !srv.TLS())
 	select {
 	case sig := <-sigs:
 		health.Drain() // before the line: tests read /readyz once they see it
@@ -381,6 +387,11 @@ const (
 	minSegmentSize = 4 << 10
 	maxSegmentSize = 1 << 30
 )
+
+// maxStreamsPerConnection caps --max-streams-per-connection: a few
+// connections already carry every watch and lock waiter the server allows
+// (--max-watchers, --max-lock-waiters) at this many streams each.
+const maxStreamsPerConnection = 1_000_000
 
 // faultSteps are the persistence steps LATCH_TEST_FAULT can fail: the
 // log's (write, fsync, dirsync, create, tail), a snapshot's publish and the

@@ -90,26 +90,7 @@ func RaiseHandleFloor(dir string, floor uint64) (uint64, error) {
 	if cur >= floor {
 		return cur, nil
 	}
-	tmp, err := os.CreateTemp(dir, HandleFloorFile+".tmp-*")
-	if err != nil {
-		return 0, err
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if _, err := fmt.Fprintf(tmp, "%d\n", floor); err != nil {
-		tmp.Close()
-		return 0, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return 0, err
-	}
-	if err := tmp.Close(); err != nil {
-		return 0, err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, HandleFloorFile)); err != nil {
-		return 0, err
-	}
-	if err := wal.SyncDir(dir); err != nil {
+	if err := wal.WriteUintFile(filepath.Join(dir, HandleFloorFile), floor); err != nil {
 		return 0, err
 	}
 	return floor, nil

@@ -65,16 +65,19 @@ func readTail(path string) (uint64, error) {
 	return n, nil
 }
 
-// writeTail replaces the tail marker atomically: a temp file, fsynced,
-// renamed over it, and its directory fsynced (without fsync under the
-// latch_nofsync tag).
-func writeTail(path string, first uint64) error {
+func writeTail(path string, first uint64) error { return WriteUintFile(path, first) }
+
+// WriteUintFile replaces the file at path with the decimal n and a newline,
+// atomically: a temp file beside it (path.tmp-*), fsynced, renamed over
+// it, and the directory fsynced (without fsync under the latch_nofsync
+// tag). The tail marker and the engine's handle floor are such files.
+func WriteUintFile(path string, n uint64) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if _, err := fmt.Fprintf(tmp, "%d\n", first); err != nil {
+	if _, err := fmt.Fprintf(tmp, "%d\n", n); err != nil {
 		tmp.Close()
 		return err
 	}

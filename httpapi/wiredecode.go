@@ -84,66 +84,43 @@ func (s *jsonScan) strField(e *softErr, field string) (v string, ok, null bool) 
 func isNumStart(c byte) bool { return c == '-' || isDigit(c) }
 
 func (s *jsonScan) floatField(e *softErr, field string) (v float64, ok, null bool) {
-	switch c := s.kind(); {
-	case isNumStart(c):
-		lit := s.num()
-		if s.fail != nil {
-			return 0, false, false
-		}
-		f, err := strconv.ParseFloat(string(lit), 64)
-		if err != nil {
-			e.save(rangeErr(field, "a number", lit))
-			return 0, false, false
-		}
-		return f, true, false
-	case c == 'n':
-		s.lit("null")
-		return 0, false, true
-	}
-	s.wrongType(e, field, "a number")
-	return 0, false, false
+	return numField(s, e, field, "a number", parseFloat64)
 }
 
 func (s *jsonScan) intField(e *softErr, field string) (v int64, ok, null bool) {
-	switch c := s.kind(); {
-	case isNumStart(c):
-		lit := s.num()
-		if s.fail != nil {
-			return 0, false, false
-		}
-		n, fits := parseInt64(lit)
-		if !fits {
-			e.save(rangeErr(field, "an integer", lit))
-			return 0, false, false
-		}
-		return n, true, false
-	case c == 'n':
-		s.lit("null")
-		return 0, false, true
-	}
-	s.wrongType(e, field, "an integer")
-	return 0, false, false
+	return numField(s, e, field, "an integer", parseInt64)
 }
 
 func (s *jsonScan) uintField(e *softErr, field string) (v uint64, ok, null bool) {
+	return numField(s, e, field, "a non-negative integer", parseUint64)
+}
+
+// numField reads a number that parse must fit into T (kind names T in
+// errors); null leaves the field as it was.
+func numField[T any](s *jsonScan, e *softErr, field, kind string, parse func(lit []byte) (T, bool)) (v T, ok, null bool) {
 	switch c := s.kind(); {
 	case isNumStart(c):
 		lit := s.num()
 		if s.fail != nil {
-			return 0, false, false
+			return v, false, false
 		}
-		n, fits := parseUint64(lit)
+		n, fits := parse(lit)
 		if !fits {
-			e.save(rangeErr(field, "a non-negative integer", lit))
-			return 0, false, false
+			e.save(rangeErr(field, kind, lit))
+			return v, false, false
 		}
 		return n, true, false
 	case c == 'n':
 		s.lit("null")
-		return 0, false, true
+		return v, false, true
 	}
-	s.wrongType(e, field, "a non-negative integer")
-	return 0, false, false
+	s.wrongType(e, field, kind)
+	return v, false, false
+}
+
+func parseFloat64(lit []byte) (float64, bool) {
+	f, err := strconv.ParseFloat(string(lit), 64)
+	return f, err == nil
 }
 
 // boolField reads true or false; null leaves the field as it was.

@@ -17,7 +17,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/latchkv/latch/internal/testfs"
 )
@@ -241,28 +240,3 @@ func TestSnapshotLeavesTheLogItsRoom(t *testing.T) {
 // snapshotOutcome matches the line a snapshot attempt ends with, published
 // or failed.
 var snapshotOutcome = regexp.MustCompile(`msg=("snapshot failed|snapshot )`)
-
-// waitMatch waits for the first stderr line matching re; false if the
-// process exited first or d passed.
-func (p *proc) waitMatch(re *regexp.Regexp, d time.Duration) (string, bool) {
-	deadline := time.After(d)
-	for {
-		p.mu.Lock()
-		for _, l := range p.lines {
-			if re.MatchString(l) {
-				p.mu.Unlock()
-				return l, true
-			}
-		}
-		ch, gone := p.notify, p.state != nil
-		p.mu.Unlock()
-		if gone {
-			return "", false
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			return "", false
-		}
-	}
-}

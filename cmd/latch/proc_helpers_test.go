@@ -195,12 +195,23 @@ func (p *proc) count(sub string) int {
 // waitLine waits for the n-th (1-based) stderr line containing sub. It
 // returns false if the process exited first or d passed.
 func (p *proc) waitLine(sub string, n int, d time.Duration) (string, bool) {
+	return p.waitNth(func(l string) bool { return strings.Contains(l, sub) }, n, d)
+}
+
+// waitMatch waits for the first stderr line matching re; false if the
+// process exited first or d passed.
+func (p *proc) waitMatch(re *regexp.Regexp, d time.Duration) (string, bool) {
+	return p.waitNth(re.MatchString, 1, d)
+}
+
+// waitNth waits for the n-th stderr line that match accepts.
+func (p *proc) waitNth(match func(string) bool, n int, d time.Duration) (string, bool) {
 	deadline := time.After(d)
 	for {
 		p.mu.Lock()
 		seen := 0
 		for _, l := range p.lines {
-			if strings.Contains(l, sub) {
+			if match(l) {
 				if seen++; seen == n {
 					p.mu.Unlock()
 					return l, true

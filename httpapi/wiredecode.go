@@ -401,6 +401,31 @@ func (s *jsonScan) handle(e *softErr, was uint64, had bool) (uint64, bool) {
 }
 
 func (s *jsonScan) kvSetItem(e *softErr) (it engine.KVSet) {
+	s.itemObject(e, "KVSet", func(raw []byte, esc bool) {
+		switch matchName(raw, esc, kvSetFields) {
+		case 0:
+			if v, ok, _ := s.strField(e, "KVSet.Key"); ok {
+				it.Key = v
+			}
+		case 1:
+			start := s.i
+			s.skip(true)
+			it.Value = s.b[start:s.i:s.i]
+		case 2:
+			if v, ok := s.boolField(e, "KVSet.Delete"); ok {
+				it.Delete = v
+			}
+		default:
+			s.unknown(e, raw, esc)
+		}
+	})
+	return it
+}
+
+// itemObject reads one list item that must be an object, or null (which
+// leaves the item as it is): member is called with each member's name,
+// the scanner at its value.
+func (s *jsonScan) itemObject(e *softErr, what string, member func(raw []byte, esc bool)) {
 	switch s.kind() {
 	case '{':
 		for more := s.enter('}'); more; more = s.more('}') {
@@ -408,29 +433,13 @@ func (s *jsonScan) kvSetItem(e *softErr) (it engine.KVSet) {
 			if s.fail != nil {
 				break
 			}
-			switch matchName(raw, esc, kvSetFields) {
-			case 0:
-				if v, ok, _ := s.strField(e, "KVSet.Key"); ok {
-					it.Key = v
-				}
-			case 1:
-				start := s.i
-				s.skip(true)
-				it.Value = s.b[start:s.i:s.i]
-			case 2:
-				if v, ok := s.boolField(e, "KVSet.Delete"); ok {
-					it.Delete = v
-				}
-			default:
-				s.unknown(e, raw, esc)
-			}
+			member(raw, esc)
 		}
 	case 'n':
 		s.lit("null")
 	default:
-		s.wrongType(e, "KVSet", "an object")
+		s.wrongType(e, what, "an object")
 	}
-	return it
 }
 
 func (s *jsonScan) kvGetItem(e *softErr) (key string) {
@@ -461,69 +470,47 @@ func (s *jsonScan) kvGetItem(e *softErr) (key string) {
 }
 
 func (s *jsonScan) atomicItem(e *softErr) (it parsedAtomic) {
-	switch s.kind() {
-	case '{':
-		for more := s.enter('}'); more; more = s.more('}') {
-			raw, esc := s.name()
-			if s.fail != nil {
-				break
+	s.itemObject(e, "Atomic", func(raw []byte, esc bool) {
+		var o *optInt
+		var field string
+		switch matchName(raw, esc, atomicFields) {
+		case 0:
+			if v, ok, _ := s.strField(e, "Atomic.Key"); ok {
+				it.key = v
 			}
-			var o *optInt
-			var field string
-			switch matchName(raw, esc, atomicFields) {
-			case 0:
-				if v, ok, _ := s.strField(e, "Atomic.Key"); ok {
-					it.key = v
-				}
-				continue
-			case 1:
-				o, field = &it.add, "Atomic.Add"
-			case 2:
-				o, field = &it.set, "Atomic.Set"
-			case 3:
-				o, field = &it.ifEq, "Atomic.IfEq"
-			default:
-				s.unknown(e, raw, esc)
-				continue
-			}
-			if v, ok, null := s.intField(e, field); ok || null {
-				*o = optInt{v, ok}
-			}
+			return
+		case 1:
+			o, field = &it.add, "Atomic.Add"
+		case 2:
+			o, field = &it.set, "Atomic.Set"
+		case 3:
+			o, field = &it.ifEq, "Atomic.IfEq"
+		default:
+			s.unknown(e, raw, esc)
+			return
 		}
-	case 'n':
-		s.lit("null")
-	default:
-		s.wrongType(e, "Atomic", "an object")
-	}
+		if v, ok, null := s.intField(e, field); ok || null {
+			*o = optInt{v, ok}
+		}
+	})
 	return it
 }
 
 func (s *jsonScan) seqItem(e *softErr) (it parsedSeq) {
-	switch s.kind() {
-	case '{':
-		for more := s.enter('}'); more; more = s.more('}') {
-			raw, esc := s.name()
-			if s.fail != nil {
-				break
+	s.itemObject(e, "Seq", func(raw []byte, esc bool) {
+		switch matchName(raw, esc, seqFields) {
+		case 0:
+			if v, ok, _ := s.strField(e, "Seq.Key"); ok {
+				it.key = v
 			}
-			switch matchName(raw, esc, seqFields) {
-			case 0:
-				if v, ok, _ := s.strField(e, "Seq.Key"); ok {
-					it.key = v
-				}
-			case 1:
-				if v, ok, null := s.uintField(e, "Seq.Count"); ok || null {
-					it.count, it.hasCount = v, ok
-				}
-			default:
-				s.unknown(e, raw, esc)
+		case 1:
+			if v, ok, null := s.uintField(e, "Seq.Count"); ok || null {
+				it.count, it.hasCount = v, ok
 			}
+		default:
+			s.unknown(e, raw, esc)
 		}
-	case 'n':
-		s.lit("null")
-	default:
-		s.wrongType(e, "Seq", "an object")
-	}
+	})
 	return it
 }
 

@@ -4,16 +4,9 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
-)
 
-// heapInUse is the live heap after a full collection.
-func heapInUse() uint64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
+	"github.com/latchkv/latch/internal/testheap"
+)
 
 // TestKVBytesPerKey holds what one stored key costs the heap: 100,000
 // keys of 8 bytes with 66-byte values (a 64-character JSON string, the
@@ -25,7 +18,7 @@ func TestKVBytesPerKey(t *testing.T) {
 	const n, batch = 100_000, 100
 	value := []byte(fmt.Sprintf(`"%064d"`, 0))
 	s := &shard{}
-	before := heapInUse()
+	before := testheap.Live()
 	ns := newNamespace("n")
 	for first := 0; first < n; first += batch {
 		effs := make([]effect, 0, batch)
@@ -34,7 +27,7 @@ func TestKVBytesPerKey(t *testing.T) {
 		}
 		s.applyEffects(ns, effs)
 	}
-	perKey := float64(heapInUse()-before) / n
+	perKey := float64(testheap.Live()-before) / n
 	runtime.KeepAlive(ns)
 	t.Logf("%.1f bytes a key (key %d B, value %d B)", perKey, len("k0000000"), len(value))
 	// Key and value bytes in one 80-byte size class, plus the B-tree's

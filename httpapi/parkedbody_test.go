@@ -3,18 +3,11 @@ package httpapi_test
 import (
 	"fmt"
 	"net"
-	"runtime"
 	"strings"
 	"testing"
-)
 
-func liveHeap() uint64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
+	"github.com/latchkv/latch/internal/testheap"
+)
 
 // TestParkedWaiterHoldsNoBody parks 100 lock waiters whose bodies are 64
 // KiB (a small request and whitespace, which JSON allows) over raw
@@ -29,7 +22,7 @@ func TestParkedWaiterHoldsNoBody(t *testing.T) {
 	body := `{"LockID":"one","LockDur":30,"LockWait":300}` + strings.Repeat(" ", pad)
 	req := fmt.Sprintf("POST /db/parked HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	addr := strings.TrimPrefix(ts.url, "http://")
-	before := liveHeap()
+	before := testheap.Live()
 	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
@@ -47,7 +40,7 @@ func TestParkedWaiterHoldsNoBody(t *testing.T) {
 		}
 	}
 	ts.waitLockWaiters(t, "parked", "one", n)
-	perWaiter := (int64(liveHeap()) - int64(before)) / n
+	perWaiter := (int64(testheap.Live()) - int64(before)) / n
 	t.Logf("%d bytes of heap a parked waiter, with a %d-byte body", perWaiter, len(body))
 	if perWaiter > pad/2 {
 		t.Fatalf("a parked waiter holds %d bytes of heap with a %d-byte body; at most %d expected: the body's buffer must not be held while the request waits", perWaiter, len(body), pad/2)

@@ -1,17 +1,10 @@
 package wal
 
 import (
-	"runtime"
 	"testing"
-)
 
-func liveHeap() uint64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
+	"github.com/latchkv/latch/internal/testheap"
+)
 
 // TestClosedSegmentsLeaveMemory holds that a log keeps no closed segment
 // in memory: it never reads one back, yet tidwall/wal keeps the last two
@@ -19,7 +12,7 @@ func liveHeap() uint64 {
 // tail segment's buffer, not the segments before it.
 func TestClosedSegmentsLeaveMemory(t *testing.T) {
 	const seg = 4 << 20
-	before := liveHeap()
+	before := testheap.Live()
 	l, _ := mustOpen(t, t.TempDir(), Options{SegmentSize: seg})
 	defer mustClose(t, l)
 	payload := make([]byte, 8<<10)
@@ -30,7 +23,7 @@ func TestClosedSegmentsLeaveMemory(t *testing.T) {
 	if err := last.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	held := int64(liveHeap()) - int64(before)
+	held := int64(testheap.Live()) - int64(before)
 	t.Logf("log holds %.1f MiB with %d MiB segments", float64(held)/(1<<20), seg>>20)
 	if held > seg*3/2 {
 		t.Fatalf("the log holds %.1f MiB of heap after writing 5.5 segments of %d MiB; closed segments must not stay cached (at most 1.5 segments: the tail's buffer)", float64(held)/(1<<20), seg>>20)
